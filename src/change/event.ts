@@ -1,0 +1,68 @@
+// The project's own change type. Everything that produces it (snapshot reader, pgoutput
+// decoder) is PostgreSQL-specific; everything that consumes it (Avro, Kafka) is Kafka-specific.
+import type { Lsn } from '../postgres/lsn.ts';
+
+export type ReplicaIdentity = 'default' | 'nothing' | 'full' | 'index';
+
+export interface Column {
+  name: string;
+  /** pg_type OID of the column. */
+  typeOid: number;
+  /** atttypmod (-1 when the type has no modifier). Carries varchar length, numeric precision/scale, time precision. */
+  typeMod: number;
+  /** Part of the replica identity (the primary key for REPLICA IDENTITY DEFAULT). */
+  isKey: boolean;
+  /** Declared NOT NULL, when known (catalog lookup); pgoutput does not carry it, so it may be undefined. */
+  notNull?: boolean;
+}
+
+/** A table shape, as described by a pgoutput Relation message or by the catalog at snapshot time. */
+export interface Relation {
+  oid: number;
+  schema: string;
+  table: string;
+  replicaIdentity: ReplicaIdentity;
+  columns: Column[];
+}
+
+/**
+ * Marker for a TOASTed value that an UPDATE left unchanged (pgoutput's 'u' tuple kind): the
+ * server did not send it. It is never turned into null silently; see docs (TOAST placeholder).
+ */
+export const UNCHANGED_TOAST: unique symbol = Symbol('unchanged-toast');
+export type UnchangedToast = typeof UNCHANGED_TOAST;
+
+/**
+ * One column value in PostgreSQL's text output format (exactly what `SELECT` in text mode and
+ * pgoutput send), null, or the unchanged-TOAST marker. Conversion to typed values happens once,
+ * in src/avro, for the snapshot and the stream alike.
+ */
+export type ColumnValue = string | null | UnchangedToast;
+
+/** Values in the relation's column order. */
+export type Row = ColumnValue[];
+
+export type Op = 'r' | 'c' | 'u' | 'd' | 't';
+
+/** Debezium's source.snapshot field: 'true' for snapshot rows, 'last' for the final one, 'false' when streaming. */
+export type SnapshotMarker = 'true' | 'last' | 'false';
+
+export interface ChangeEvent {
+  op: Op;
+  relation: Relation;
+  /** Old row: for 'u' and 'd' when the replica identity sends it (key columns only unless FULL). */
+  before: Row | null;
+  after: Row | null;
+  /** Transaction id (null for snapshot reads). */
+  xid: number | null;
+  /**
+   * The LSN this change is durable at: the commit's end LSN for streamed changes (what gets
+   * confirmed to the slot), the slot's consistent point for snapshot reads.
+   */
+  lsn: Lsn;
+  /** Commit time in microseconds since the Unix epoch (snapshot: time the snapshot row was read). */
+  commitTimeMicros: bigint;
+  /** Position of the change inside its transaction; with `lsn` a total order and idempotency key. */
+  seq: number;
+  snapshot: SnapshotMarker;
+}
