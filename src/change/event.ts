@@ -56,10 +56,15 @@ export interface ChangeEvent {
   /** Transaction id (null for snapshot reads). */
   xid: number | null;
   /**
-   * The LSN this change is durable at: the commit's end LSN for streamed changes (what gets
-   * confirmed to the slot), the slot's consistent point for snapshot reads.
+   * LSN of the change itself (the WAL record it was decoded from; Debezium's source.lsn). For
+   * snapshot reads, the slot's consistent point.
    */
   lsn: Lsn;
+  /**
+   * LSN of the transaction's commit record (pgoutput Begin's final LSN); identifies the
+   * transaction in the WAL. For snapshot reads, the slot's consistent point.
+   */
+  commitLsn: Lsn;
   /** Commit time in microseconds since the Unix epoch (snapshot: time the snapshot row was read). */
   commitTimeMicros: bigint;
   /** Position of the change inside its transaction; with `lsn` a total order and idempotency key. */

@@ -1,0 +1,29 @@
+// What the pipeline needs from the configuration. The config module's PgcdcConfig satisfies it;
+// keeping the pipeline's view narrow keeps its tests small.
+import type { PostgresSettings } from '../postgres/connection.ts';
+import type { KafkaSettings } from '../kafka/client.ts';
+import type { RegistrySettings } from '../registry/registry.ts';
+import type { TableRef } from '../postgres/catalog.ts';
+import type { AvroOptions } from '../avro/types.ts';
+
+export type SnapshotMode = 'initial' | 'never' | 'always' | 'initial_only' | 'when_needed';
+
+export interface PipelineSettings {
+  name: string;
+  postgres: PostgresSettings & { schemas: string[] };
+  publication: { name: string; autoCreate: boolean };
+  slot: { name: string };
+  snapshot: { mode: SnapshotMode; batchSize: number };
+  tables: { include: TableRef[]; exclude: TableRef[] };
+  topics: {
+    prefix: string;
+    partitions: number;
+    replicationFactor: number;
+    tombstonesOnDelete: boolean;
+    truncateEvents: boolean;
+  };
+  kafka: KafkaSettings & { maxInFlightBytes: number; compression?: 'none' | 'gzip' };
+  registry: RegistrySettings;
+  offsets: { topic: string; commitIntervalMs: number; statusIntervalMs: number };
+  avro: AvroOptions;
+}

@@ -1,0 +1,42 @@
+// The initial load: every selected table read inside the slot's exported snapshot, in batches,
+// so memory is bounded by the batch size and not by the table.
+import type pg from 'pg';
+import type { Relation, Row } from '../../change/event.ts';
+import { ident, literal } from '../connection.ts';
+
+/** Opens the transaction that sees the database exactly as of the slot's consistent point. */
+export async function beginSnapshot(client: pg.Client, snapshotName: string): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(`SET TRANSACTION SNAPSHOT ${literal(snapshotName)}`);
+}
+
+/** Rows of one table, batch by batch, in the relation's column order, values in text form. */
+export async function* readTable(
+  client: pg.Client,
+  relation: Relation,
+  batchSize: number,
+): AsyncGenerator<Row[]> {
+  const cursor = ident(`pgcdc_${relation.oid}`);
+  const columns = relation.columns.map((c) => ident(c.name)).join(', ');
+  await client.query(
+    `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}`,
+  );
+  try {
+    while (true) {
+      const res = await client.query<Row>({ text: `FETCH ${batchSize} FROM ${cursor}`, rowMode: 'array' });
+      if (res.rows.length > 0) yield res.rows;
+      if (res.rows.length < batchSize) break;
+    }
+  } finally {
+    await client.query(`CLOSE ${cursor}`);
+  }
+}
+
+/** Estimated row count from the planner's statistics (cheap; exact counts would scan). */
+export async function estimateRows(client: pg.Client, relation: Relation): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(
+    'SELECT GREATEST(reltuples, 0)::int8 AS n FROM pg_class WHERE oid = $1',
+    [relation.oid],
+  );
+  return Number(rows[0]?.n ?? 0);
+}

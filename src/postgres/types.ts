@@ -1,0 +1,90 @@
+// pg_type lookups: what src/avro needs to map a column whose type is not a built-in one
+// (enums, domains, arrays of those, extension types such as citext).
+import type pg from 'pg';
+import type { PgTypeInfo, PgTypeKind } from '../avro/types.ts';
+
+const KIND: Record<string, PgTypeKind> = {
+  b: 'base',
+  e: 'enum',
+  d: 'domain',
+  c: 'composite',
+  r: 'range',
+  m: 'multirange',
+  p: 'pseudo',
+};
+
+interface TypeRow {
+  oid: string;
+  typname: string;
+  nspname: string;
+  typtype: string;
+  typcategory: string;
+  typelem: string;
+  typbasetype: string;
+  typtypmod: string;
+  typdelim: string;
+  labels: string | null;
+}
+
+/** Type information by OID, loaded on demand and cached for the life of the worker. */
+export class TypeCatalog {
+  #types = new Map<number, PgTypeInfo>();
+  #client: pg.Client;
+
+  constructor(client: pg.Client) {
+    this.#client = client;
+  }
+
+  readonly lookup = (oid: number): PgTypeInfo | undefined => this.#types.get(oid);
+
+  /** Loads the types of these OIDs and everything they refer to (array elements, domain bases). */
+  async load(oids: Iterable<number>): Promise<void> {
+    let missing = [...new Set(oids)].filter((o) => !this.#types.has(o));
+    const rows = new Map<number, TypeRow>();
+    while (missing.length > 0) {
+      const { rows: found } = await this.#client.query<TypeRow>(
+        `SELECT t.oid::int8 AS oid, t.typname, n.nspname, t.typtype, t.typcategory, t.typelem::int8 AS typelem,
+                t.typbasetype::int8 AS typbasetype, t.typtypmod, t.typdelim,
+                (SELECT string_agg(e.enumlabel, E'\\x1f' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid) AS labels
+           FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+          WHERE t.oid = ANY($1::oid[])`,
+        [`{${missing.join(',')}}`],
+      );
+      const next: number[] = [];
+      for (const r of found) {
+        rows.set(Number(r.oid), r);
+        for (const ref of [Number(r.typelem), Number(r.typbasetype)]) {
+          if (ref !== 0 && !rows.has(ref) && !this.#types.has(ref)) next.push(ref);
+        }
+      }
+      missing = next;
+    }
+    const build = (oid: number): PgTypeInfo | undefined => {
+      const known = this.#types.get(oid);
+      if (known) return known;
+      const r = rows.get(oid);
+      if (!r) return undefined;
+      const isArray = r.typcategory === 'A' && Number(r.typelem) !== 0;
+      const info: PgTypeInfo = {
+        oid,
+        name: r.typname,
+        schema: r.nspname,
+        kind: isArray ? 'array' : (KIND[r.typtype] ?? 'base'),
+      };
+      this.#types.set(oid, info);
+      if (isArray) {
+        info.elem = build(Number(r.typelem));
+        if (info.elem?.delimiter === undefined && info.elem)
+          info.elem.delimiter = rows.get(info.elem.oid)?.typdelim;
+      }
+      if (info.kind === 'domain') {
+        info.base = build(Number(r.typbasetype));
+        info.typeMod = Number(r.typtypmod);
+      }
+      if (info.kind === 'enum') info.enumLabels = r.labels ? r.labels.split('\x1f') : [];
+      info.delimiter = r.typdelim;
+      return info;
+    };
+    for (const oid of rows.keys()) build(oid);
+  }
+}
