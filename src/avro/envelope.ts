@@ -1,0 +1,389 @@
+// Debezium-compatible Avro schemas (Key, Value, Envelope) for a relation, compiled once per
+// relation shape, and the per-row conversion into objects avsc encodes.
+import { createRequire } from 'node:module';
+import avsc from 'avsc';
+import type { ChangeEvent, Column, ColumnValue, Relation } from '../change/event.ts';
+import { UNCHANGED_TOAST } from '../change/event.ts';
+import { DataError } from './errors.ts';
+import { assignFieldNames, avroNamespace } from './names.ts';
+import {
+  planColumn,
+  resolveAvroOptions,
+  withBuiltins,
+  type AvroOptions,
+  type AvroSchema,
+  type AvroSchemaObject,
+  type Converter,
+  type ResolvedAvroOptions,
+  type ToastRepresentation,
+  type TypeLookup,
+} from './types.ts';
+import { LONG_MAX, LONG_MIN } from './values.ts';
+
+// ---- bigint longs ----------------------------------------------------------------------------
+
+const scratch = Buffer.alloc(8);
+
+/**
+ * avsc's `long` with JS bigint values: exact over the whole 64-bit range (avsc's default long is
+ * a JS number and loses precision above 2^53). Every `long` in pgcdc's schemas, including those
+ * with logical types (timestamps, times), is encoded and decoded through this type. The schema
+ * JSON is still plain `"long"`.
+ */
+export const bigintLongType: avsc.types.LongType = avsc.types.LongType.__with({
+  fromBuffer: (buf: Buffer): bigint => buf.readBigInt64LE(0),
+  toBuffer: (n: bigint): Buffer => {
+    // avsc copies the bytes into its output at once, so one scratch buffer serves every write.
+    scratch.writeBigInt64LE(n, 0);
+    return scratch;
+  },
+  fromJSON: (v: unknown): bigint => BigInt(v as bigint | number | string),
+  // JSON has no 64-bit integers; only avsc's JSON helpers (defaults, toString) use this.
+  toJSON: (n: bigint): number => Number(n),
+  isValid: (n: unknown): boolean => typeof n === 'bigint' && n >= LONG_MIN && n <= LONG_MAX,
+  compare: (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0),
+});
+
+function isLongSchema(s: unknown): boolean {
+  if (s === 'long') return true;
+  return (
+    typeof s === 'object' && s !== null && !Array.isArray(s) && (s as { type?: unknown }).type === 'long'
+  );
+}
+
+/** avsc Type for schema JSON built here: longs are bigint ({@link bigintLongType}). */
+export function avroTypeForSchema(schema: AvroSchema): avsc.Type {
+  return avsc.Type.forSchema(schema as avsc.Schema, {
+    typeHook: (s) => (isLongSchema(s) ? bigintLongType : undefined),
+  });
+}
+
+// ---- schemas ---------------------------------------------------------------------------------
+
+export const CONNECTOR = 'postgresql';
+export const SOURCE_RECORD_NAME = 'io.debezium.connector.postgresql.Source';
+
+/** pgcdc's version, for source.version. */
+export const PGCDC_VERSION: string = (() => {
+  try {
+    // src/avro/envelope.ts and dist/avro/envelope.js are both two levels below package.json.
+    const pkg = createRequire(import.meta.url)('../../package.json') as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+export interface SchemaOptions {
+  /** Topic prefix (Debezium's topic.prefix); the first namespace component(s). */
+  topicPrefix: string;
+  /** Catalog lookup for OIDs beyond the built-in table (enums, domains, extension types). */
+  typeLookup?: TypeLookup;
+  options?: AvroOptions;
+}
+
+export interface RowField {
+  column: Column;
+  /** Index in the relation's columns (and in a Row). */
+  index: number;
+  /** Avro field name (sanitised; see names.ts). */
+  name: string;
+  /** The field's Avro type, not nullable. */
+  schema: AvroSchema;
+  convert: Converter;
+  toast: ToastRepresentation;
+}
+
+export interface BuiltSchemas {
+  /** `<prefix>.<schema>.<table>`, each component sanitised. */
+  namespace: string;
+  /** `<ns>.Key` with the key columns, or null when the relation has no key columns. */
+  key: AvroSchemaObject | null;
+  /** `<ns>.Envelope`, the record value schema. */
+  value: AvroSchemaObject;
+  /** Every column, relation order. */
+  rowFields: RowField[];
+  /** The key columns, relation order. */
+  keyFields: RowField[];
+}
+
+const optional = (type: AvroSchema): AvroSchema => ['null', type];
+
+function sourceSchema(): AvroSchemaObject {
+  return {
+    type: 'record',
+    name: 'Source',
+    namespace: 'io.debezium.connector.postgresql',
+    fields: [
+      { name: 'version', type: 'string' },
+      { name: 'connector', type: 'string' },
+      { name: 'name', type: 'string' },
+      { name: 'ts_ms', type: 'long' },
+      {
+        name: 'snapshot',
+        type: {
+          type: 'string',
+          'connect.name': 'io.debezium.data.Enum',
+          'connect.parameters': { allowed: 'true,last,false' },
+        },
+        default: 'false',
+      },
+      { name: 'db', type: 'string' },
+      { name: 'sequence', type: optional('string'), default: null },
+      { name: 'schema', type: 'string' },
+      { name: 'table', type: 'string' },
+      { name: 'txId', type: optional('long'), default: null },
+      { name: 'lsn', type: optional('long'), default: null },
+      { name: 'xmin', type: optional('long'), default: null },
+    ],
+    'connect.name': SOURCE_RECORD_NAME,
+  };
+}
+
+function transactionSchema(): AvroSchemaObject {
+  return {
+    type: 'record',
+    name: 'block',
+    namespace: 'event',
+    fields: [
+      { name: 'id', type: 'string' },
+      { name: 'total_order', type: 'long' },
+      { name: 'data_collection_order', type: 'long' },
+    ],
+    'connect.name': 'event.block',
+  };
+}
+
+/**
+ * Key, Value and Envelope schemas for a relation, Debezium's shape. Same relation and options →
+ * identical JSON (registration is idempotent).
+ */
+export function buildSchemas(relation: Relation, opts: SchemaOptions): BuiltSchemas {
+  const lookup = withBuiltins(opts.typeLookup);
+  const options = resolveAvroOptions(opts.options);
+  const namespace = avroNamespace(opts.topicPrefix, relation.schema, relation.table);
+  const table = `${relation.schema}.${relation.table}`;
+  const names = assignFieldNames(relation.columns.map((c) => c.name));
+  const rowFields: RowField[] = relation.columns.map((column, index) => {
+    const plan = planColumn(column, lookup(column.typeOid), options, { table });
+    return { column, index, name: names[index] as string, ...plan };
+  });
+  const keyFields = rowFields.filter((f) => f.column.isKey);
+
+  const fieldJson = (f: RowField, nullable: boolean): Record<string, unknown> => {
+    const json: Record<string, unknown> = { name: f.name, type: nullable ? optional(f.schema) : f.schema };
+    if (nullable) json.default = null;
+    if (f.name !== f.column.name) json['pg.name'] = f.column.name;
+    return json;
+  };
+
+  const key: AvroSchemaObject | null =
+    keyFields.length === 0
+      ? null
+      : {
+          type: 'record',
+          name: 'Key',
+          namespace,
+          fields: keyFields.map((f) => fieldJson(f, false)),
+          'connect.name': `${namespace}.Key`,
+        };
+  const row: AvroSchemaObject = {
+    type: 'record',
+    name: 'Value',
+    namespace,
+    fields: rowFields.map((f) => fieldJson(f, true)),
+    'connect.name': `${namespace}.Value`,
+  };
+  const value: AvroSchemaObject = {
+    type: 'record',
+    name: 'Envelope',
+    namespace,
+    fields: [
+      { name: 'before', type: optional(row), default: null },
+      { name: 'after', type: optional(`${namespace}.Value`), default: null },
+      { name: 'source', type: sourceSchema() },
+      { name: 'op', type: 'string' },
+      { name: 'ts_ms', type: optional('long'), default: null },
+      { name: 'transaction', type: optional(transactionSchema()), default: null },
+    ],
+    'connect.name': `${namespace}.Envelope`,
+  };
+  return { namespace, key, value, rowFields, keyFields };
+}
+
+// ---- compiled relation and values ------------------------------------------------------------
+
+export interface CompileOptions extends SchemaOptions {
+  /** Database name, for source.db. */
+  database: string;
+  /** source.name (Debezium's logical server name); defaults to topicPrefix. */
+  serverName?: string;
+  /**
+   * Called when an unchanged-TOAST value had to become null because the field's type cannot hold
+   * the placeholder (numbers, dates, decimals...). Also counted in `CompiledRelation.toastNulls`.
+   */
+  onToastNull?: (relation: Relation, column: Column) => void;
+}
+
+export interface CompiledRelation {
+  relation: Relation;
+  schemas: BuiltSchemas;
+  /** avsc type of the key schema; null for key-less relations. */
+  keyType: avsc.Type | null;
+  /** avsc type of the envelope schema. */
+  valueType: avsc.Type;
+  options: ResolvedAvroOptions;
+  database: string;
+  serverName: string;
+  /** Unchanged-TOAST values emitted as null (see onToastNull). */
+  toastNulls: number;
+  onToastNull: ((relation: Relation, column: Column) => void) | undefined;
+  /** @internal per-field TOAST replacement values; undefined = not representable. */
+  toastValues: unknown[];
+}
+
+function toastValueFor(kind: ToastRepresentation, placeholder: string): unknown {
+  switch (kind) {
+    case 'string':
+      return placeholder;
+    case 'bytes':
+      return Buffer.from(placeholder, 'utf8');
+    case 'string-array':
+      return [placeholder];
+    case 'bytes-array':
+      return [Buffer.from(placeholder, 'utf8')];
+    default:
+      return undefined;
+  }
+}
+
+/** Schemas, avsc types and converters for a relation; do this once per relation shape. */
+export function compileRelation(relation: Relation, opts: CompileOptions): CompiledRelation {
+  const schemas = buildSchemas(relation, opts);
+  const options = resolveAvroOptions(opts.options);
+  return {
+    relation,
+    schemas,
+    keyType: schemas.key ? avroTypeForSchema(schemas.key) : null,
+    valueType: avroTypeForSchema(schemas.value),
+    options,
+    database: opts.database,
+    serverName: opts.serverName ?? opts.topicPrefix,
+    toastNulls: 0,
+    onToastNull: opts.onToastNull,
+    toastValues: schemas.rowFields.map((f) => toastValueFor(f.toast, options.toastPlaceholder)),
+  };
+}
+
+function checkShape(relation: Relation, compiled: CompiledRelation): void {
+  if (relation !== compiled.relation && relation.columns.length !== compiled.relation.columns.length) {
+    throw new Error(
+      `${relation.schema}.${relation.table}: relation has ${relation.columns.length} columns but was compiled ` +
+        `with ${compiled.relation.columns.length}; recompile after a schema change`,
+    );
+  }
+}
+
+function toastNull(compiled: CompiledRelation, column: Column): null {
+  compiled.toastNulls++;
+  compiled.onToastNull?.(compiled.relation, column);
+  return null;
+}
+
+/** The Value record for a row (relation column order), ready for avsc. */
+export function toAvroRow(
+  relation: Relation,
+  row: readonly ColumnValue[],
+  compiled: CompiledRelation,
+): Record<string, unknown> {
+  checkShape(relation, compiled);
+  const fields = compiled.schemas.rowFields;
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < fields.length; i++) {
+    const f = fields[i] as RowField;
+    const v = row[i];
+    if (typeof v === 'string') {
+      out[f.name] = f.convert(v);
+    } else if (v === UNCHANGED_TOAST) {
+      const t = compiled.toastValues[i];
+      out[f.name] = t === undefined ? toastNull(compiled, f.column) : t;
+    } else {
+      out[f.name] = null;
+    }
+  }
+  return out;
+}
+
+/**
+ * The Key record for a row (full row in relation column order; only key columns are read), or
+ * null for a key-less relation. A null or unchanged-TOAST key value is a DataError: a wrong key
+ * would silently break partitioning and compaction.
+ */
+export function toAvroKey(
+  relation: Relation,
+  row: readonly ColumnValue[],
+  compiled: CompiledRelation,
+): Record<string, unknown> | null {
+  checkShape(relation, compiled);
+  const fields = compiled.schemas.keyFields;
+  if (fields.length === 0) return null;
+  const table = `${compiled.relation.schema}.${compiled.relation.table}`;
+  const out: Record<string, unknown> = {};
+  for (const f of fields) {
+    const v = row[f.index];
+    if (typeof v === 'string') {
+      out[f.name] = f.convert(v);
+    } else if (v === UNCHANGED_TOAST) {
+      throw new DataError(
+        'key column value is an unchanged TOASTed value the server did not send; ' +
+          'set REPLICA IDENTITY FULL on the table so the old row carries it',
+        table,
+        f.column.name,
+      );
+    } else {
+      throw new DataError('key column value is null', table, f.column.name);
+    }
+  }
+  return out;
+}
+
+export interface EnvelopeOptions {
+  /** Envelope ts_ms (processing time); defaults to Date.now(). */
+  nowMs?: number;
+  /** Debezium transaction block; null unless given. */
+  transaction?: { id: string; totalOrder: bigint; dataCollectionOrder: bigint } | null;
+}
+
+/** The full envelope object for a change event, ready for `compiled.valueType.toBuffer`. */
+export function envelopeValue(
+  event: ChangeEvent,
+  compiled: CompiledRelation,
+  opts: EnvelopeOptions = {},
+): Record<string, unknown> {
+  const relation = event.relation;
+  const tx = opts.transaction;
+  return {
+    before: event.before ? toAvroRow(relation, event.before, compiled) : null,
+    after: event.after ? toAvroRow(relation, event.after, compiled) : null,
+    source: {
+      version: PGCDC_VERSION,
+      connector: CONNECTOR,
+      name: compiled.serverName,
+      ts_ms: event.commitTimeMicros / 1000n,
+      snapshot: event.snapshot,
+      db: compiled.database,
+      // Debezium's [commit LSN, change LSN] pair as decimal strings: orders events.
+      sequence: `["${event.commitLsn}","${event.lsn}"]`,
+      schema: relation.schema,
+      table: relation.table,
+      txId: event.xid === null ? null : BigInt(event.xid),
+      lsn: event.lsn,
+      xmin: null,
+    },
+    op: event.op,
+    ts_ms: BigInt(opts.nowMs ?? Date.now()),
+    transaction: tx
+      ? { id: tx.id, total_order: tx.totalOrder, data_collection_order: tx.dataCollectionOrder }
+      : null,
+  };
+}

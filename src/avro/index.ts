@@ -1,0 +1,45 @@
+// Public surface of the Avro layer: PostgreSQL text values → Debezium-compatible Avro.
+export { DataError } from './errors.ts';
+export { assignFieldNames, avroName, avroNamespace, isValidAvroName } from './names.ts';
+export {
+  BUILTIN_TYPES,
+  DEFAULT_TOAST_PLACEHOLDER,
+  avroTypeFor,
+  builtinTypeLookup,
+  numericPrecisionScale,
+  planColumn,
+  resolveAvroOptions,
+  withBuiltins,
+  type ArrayHandling,
+  type AvroOptions,
+  type AvroSchema,
+  type AvroSchemaObject,
+  type BinaryHandling,
+  type ColumnPlan,
+  type Converter,
+  type DecimalHandling,
+  type PgTypeInfo,
+  type PgTypeKind,
+  type ResolvedAvroOptions,
+  type ToastRepresentation,
+  type TypeLookup,
+} from './types.ts';
+export {
+  CONNECTOR,
+  PGCDC_VERSION,
+  SOURCE_RECORD_NAME,
+  avroTypeForSchema,
+  bigintLongType,
+  buildSchemas,
+  compileRelation,
+  envelopeValue,
+  toAvroKey,
+  toAvroRow,
+  type BuiltSchemas,
+  type CompileOptions,
+  type CompiledRelation,
+  type EnvelopeOptions,
+  type RowField,
+  type SchemaOptions,
+} from './envelope.ts';
+export { decimalBytesToText } from './values.ts';
