@@ -1,0 +1,356 @@
+// The configuration schema: every setting with its type, default, documentation, environment
+// variable and command-line flag. It is a convict schema (see buildConvictSchema) and the source of
+// schemas/config.schema.json and the reference table in docs/configuration.md.
+import type { Leaf } from './formats.ts';
+
+export interface Section {
+  [key: string]: Leaf | Section;
+}
+
+type Opts = Omit<Leaf, 'doc' | 'format' | 'default'>;
+
+function str(doc: string, def: string | null = null, opts: Opts = {}): Leaf {
+  return { doc, format: 'pgcdc-string', default: def, ...opts };
+}
+function int(doc: string, def: number, opts: Opts = {}): Leaf {
+  return { doc, format: 'pgcdc-int', default: def, ...opts };
+}
+function bytes(doc: string, def: number, opts: Opts = {}): Leaf {
+  return { doc, format: 'pgcdc-bytes', default: def, min: 0, ...opts };
+}
+function bool(doc: string, def: boolean): Leaf {
+  return { doc, format: 'pgcdc-bool', default: def };
+}
+function oneOf(doc: string, values: readonly string[], def: string): Leaf {
+  return { doc, format: 'pgcdc-enum', default: def, values };
+}
+function list(doc: string, def: string[] | null, opts: Opts = {}): Leaf {
+  return { doc, format: 'pgcdc-list', default: def, ...opts };
+}
+function tables(doc: string): Leaf {
+  return { doc, format: 'pgcdc-tables', default: '' };
+}
+
+const PEM_OR_FILE = 'A file path, inline PEM text, or base64-encoded PEM.';
+const TOPIC_PATTERN = '^[A-Za-z0-9._-]+$';
+const TOPIC_EXPECT = 'a Kafka topic name of letters, digits, ".", "_" and "-"';
+
+function checkBroker(v: string): string | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(v);
+  const port = m ? Number(m[2]) : 0;
+  return m && port >= 1 && port <= 65535 ? undefined : 'host:port with a port between 1 and 65535';
+}
+
+function checkUrl(v: string): string | undefined {
+  try {
+    const url = new URL(v);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? undefined : 'an http:// or https:// URL';
+  } catch {
+    return 'an http:// or https:// URL';
+  }
+}
+
+function checkPrivateKey(v: string): string | undefined {
+  const text = v.trim();
+  if (text.startsWith('-----BEGIN')) {
+    return 'base64-encoded (this looks like the PEM text itself; use the output of `base64 -w0 <keyfile>`)';
+  }
+  const compact = text.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact) || compact.length % 4 === 1) {
+    return 'a base64-encoded private key (the output of `base64 -w0 <keyfile>`)';
+  }
+  const decoded = Buffer.from(compact, 'base64').toString('utf8');
+  return /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(decoded)
+    ? undefined
+    : 'a base64-encoded private key in PEM or OpenSSH format (it decodes to something else)';
+}
+
+export const schema = {
+  name: str(
+    'Connector name; the default of the slot, publication, topic prefix and Kafka client id derive from it.',
+    null,
+    {
+      required: true,
+      pattern: '^[A-Za-z0-9._-]+$',
+      expect: 'letters, digits, ".", "_" and "-" only',
+      maxLength: 200,
+    },
+  ),
+  postgres: {
+    host: str('PostgreSQL host name or IP address (through the tunnel when ssh.enabled).', null, {
+      required: true,
+    }),
+    port: int('PostgreSQL port.', 5432, { min: 1, max: 65535 }),
+    database: str('Database to capture.', null, { required: true }),
+    user: str('User with the REPLICATION attribute (and SELECT on the captured tables).', null, {
+      required: true,
+    }),
+    password: str('Password of postgres.user.', '', { sensitive: true }),
+    schemas: list(
+      'Schemas whose tables are captured when tables.include is empty. A list, or comma-separated in env vars and flags.',
+      ['public'],
+      { minItems: 1, pattern: '^.+$', expect: 'a non-empty schema name' },
+    ),
+    sslmode: oneOf(
+      'TLS mode, with libpq meanings.',
+      ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'],
+      'prefer',
+    ),
+    sslRootCert: str(`CA certificate(s) to verify the server with. ${PEM_OR_FILE}`),
+    sslCert: str(`Client certificate. ${PEM_OR_FILE}`),
+    sslKey: str(`Client certificate's private key. ${PEM_OR_FILE}`, null, { sensitive: true }),
+    sslKeyPassword: str('Passphrase of postgres.sslKey, when encrypted.', null, { sensitive: true }),
+    connectTimeoutMs: int('Timeout for establishing a connection, in milliseconds.', 10000, {
+      min: 1,
+      max: 3_600_000,
+    }),
+  },
+  ssh: {
+    enabled: bool('Reach PostgreSQL through an SSH tunnel via a bastion host.', false),
+    host: str('Bastion host (required when ssh.enabled).'),
+    port: int('Bastion SSH port.', 22, { min: 1, max: 65535 }),
+    user: str('SSH user on the bastion (required when ssh.enabled).'),
+    privateKey: str(
+      'Base64-encoded private key (PEM or OpenSSH format), e.g. `base64 -w0 id_ed25519` (required when ssh.enabled).',
+      null,
+      { sensitive: true, check: checkPrivateKey },
+    ),
+    passphrase: str('Passphrase of ssh.privateKey, when encrypted.', null, { sensitive: true }),
+    hostKeyFingerprint: str(
+      "Expected SHA256 fingerprint of the bastion's host key, as printed by `ssh-keygen -lf`: SHA256:<base64>.",
+      null,
+      {
+        pattern: '^SHA256:[A-Za-z0-9+/]{43}=?$',
+        expect: 'SHA256:<43 base64 characters>, as printed by ssh-keygen -lf',
+      },
+    ),
+    acceptUnknownHostKey: bool(
+      'Accept any host key (insecure; only when no fingerprint is known). Either this or ssh.hostKeyFingerprint is required when ssh.enabled.',
+      false,
+    ),
+  },
+  publication: {
+    name: str('Publication to stream from.', null, {
+      derived: '`<name>_pub`, sanitised: lower case, [a-z0-9_] only, at most 63 characters',
+      maxLength: 63,
+      pattern: '^[^\\u0000]+$',
+      expect: 'a non-empty name',
+    }),
+    autoCreate: bool('Create the publication for the selected tables when it does not exist.', true),
+  },
+  slot: {
+    name: str('Logical replication slot (created when missing).', null, {
+      derived: '`pgcdc_<name>`, sanitised: lower case, [a-z0-9_] only, at most 63 characters',
+      pattern: '^[a-z0-9_]{1,63}$',
+      expect: 'at most 63 characters from [a-z0-9_] (a valid replication slot name)',
+    }),
+    dropOnStop: bool('Drop the slot when the connector stops (the next start snapshots again).', false),
+  },
+  snapshot: {
+    mode: oneOf(
+      'When to take a consistent snapshot of the tables (Debezium snapshot.mode): initial (when no offset is stored), ' +
+        'never, always, initial_only (snapshot, then stop), when_needed (also when the stored offset is no longer available).',
+      ['initial', 'never', 'always', 'initial_only', 'when_needed'],
+      'initial',
+    ),
+    batchSize: int('Rows fetched per round trip while snapshotting.', 10000, { min: 1, max: 1_000_000 }),
+  },
+  tables: {
+    include: tables(
+      'Tables to capture: comma-separated schema.table names (or a list); empty means every table in postgres.schemas. ' +
+        'Quote names with capitals, dots or spaces: "My Schema"."Order.Items".',
+    ),
+    exclude: tables('Tables not to capture, same form as tables.include.'),
+  },
+  topics: {
+    prefix: str('Topic prefix; change topics are <prefix>.<schema>.<table>.', null, {
+      derived: '`<name>`',
+      pattern: TOPIC_PATTERN,
+      expect: TOPIC_EXPECT,
+      maxLength: 200,
+    }),
+    partitions: int('Partitions of the change topics pgcdc creates.', 1, { min: 1, max: 100_000 }),
+    replicationFactor: int(
+      'Replication factor of the topics pgcdc creates; -1 means the broker default.',
+      -1,
+      {
+        min: 1,
+        max: 32767,
+        special: [-1],
+      },
+    ),
+    tombstonesOnDelete: bool(
+      'After a delete event, also send a tombstone (null value) for log compaction.',
+      true,
+    ),
+    truncateEvents: bool("Emit TRUNCATE as an event with op 't'.", true),
+  },
+  kafka: {
+    brokers: list('Bootstrap brokers, host:port. A list, or comma-separated in env vars and flags.', null, {
+      required: true,
+      minItems: 1,
+      check: checkBroker,
+    }),
+    clientId: str('Kafka client id.', null, { derived: '`pgcdc-<name>`' }),
+    maxInFlightBytes: bytes(
+      'Backpressure: stop reading the replication stream while this many bytes of records are sent but not yet acknowledged by Kafka. An integer or with a unit (64MiB).',
+      64 * 1024 ** 2,
+      { min: 1 },
+    ),
+    maxInFlightRecords: int(
+      'Backpressure: stop reading the replication stream while this many records are sent but not yet acknowledged by Kafka. Whichever limit is reached first applies.',
+      100_000,
+      { min: 1 },
+    ),
+    ssl: {
+      enabled: bool('Connect to the brokers with TLS (acks are always "all").', false),
+      ca: str(`CA certificate(s) to verify the brokers with (default: the system CAs). ${PEM_OR_FILE}`),
+      cert: str(`Client certificate for mutual TLS. ${PEM_OR_FILE}`),
+      key: str(`Private key of kafka.ssl.cert. ${PEM_OR_FILE}`, null, { sensitive: true }),
+    },
+    sasl: {
+      mechanism: oneOf(
+        'SASL authentication mechanism.',
+        ['none', 'plain', 'scram-sha-256', 'scram-sha-512'],
+        'none',
+      ),
+      username: str('SASL user name (required unless kafka.sasl.mechanism is none).'),
+      password: str('SASL password (required unless kafka.sasl.mechanism is none).', null, {
+        sensitive: true,
+      }),
+    },
+    compression: oneOf('Compression of produced batches.', ['none', 'gzip'], 'none'),
+  },
+  registry: {
+    url: str('Confluent-compatible schema registry URL.', null, { required: true, check: checkUrl }),
+    username: str('Basic-auth user name.'),
+    password: str('Basic-auth password.', null, { sensitive: true }),
+    token: str('Bearer token (instead of username/password).', null, { sensitive: true }),
+    ca: str(`CA certificate(s) to verify the registry with. ${PEM_OR_FILE}`),
+  },
+  offsets: {
+    topic: str('Compacted topic where source offsets are stored.', 'pgcdc-offsets', {
+      pattern: TOPIC_PATTERN,
+      expect: TOPIC_EXPECT,
+      maxLength: 249,
+    }),
+    commitIntervalMs: int(
+      'How often the offset of acknowledged records is written to the offsets topic and then confirmed to the slot, in milliseconds.',
+      1000,
+      { min: 1, max: 3_600_000 },
+    ),
+    statusIntervalMs: int(
+      "Interval of standby status updates to the server, in milliseconds; keep it below the server's wal_sender_timeout.",
+      10000,
+      { min: 1, max: 3_600_000 },
+    ),
+  },
+  avro: {
+    toastPlaceholder: str(
+      "Value for an unchanged TOASTed column the server did not send (Debezium's unavailable.value.placeholder).",
+      '__debezium_unavailable_value',
+    ),
+    decimalHandling: oneOf(
+      'numeric/decimal as Avro decimal bytes (precise), a string, or a double.',
+      ['precise', 'string', 'double'],
+      'precise',
+    ),
+    binaryHandling: oneOf(
+      'bytea as Avro bytes, or a base64 or hex string.',
+      ['bytes', 'base64', 'hex'],
+      'bytes',
+    ),
+    timePrecision: oneOf(
+      'Precision of time and timestamp values: micros (time-micros/timestamp-micros) or millis.',
+      ['micros', 'millis'],
+      'micros',
+    ),
+  },
+  http: {
+    port: int('Port of the health and metrics HTTP server; 0 disables it.', 8080, { min: 0, max: 65535 }),
+    host: str('Address the HTTP server listens on.', '0.0.0.0', {
+      pattern: '^.+$',
+      expect: 'a non-empty address',
+    }),
+  },
+  log: {
+    level: oneOf('Log level.', ['debug', 'info', 'warn', 'error'], 'info'),
+    format: oneOf(
+      'Log format; auto is pretty on a terminal and json otherwise.',
+      ['json', 'pretty', 'auto'],
+      'auto',
+    ),
+  },
+  heartbeat: {
+    intervalMs: int(
+      'Heartbeat interval in milliseconds (keeps the slot advancing on idle databases); 0 turns heartbeats off.',
+      0,
+      { min: 0, max: 86_400_000 },
+    ),
+    query: str('Optional SQL run on every heartbeat (e.g. an UPDATE of a heartbeat table).'),
+    walWarnBytes: bytes(
+      'Warn when the slot retains more WAL than this; 0 turns the warning off. An integer or with a unit (1GiB).',
+      1024 ** 3,
+    ),
+  },
+} satisfies Section;
+
+export function isLeaf(node: Leaf | Section): node is Leaf {
+  return typeof (node as Leaf).format === 'string' && 'default' in node;
+}
+
+/** sslRootCert → SSL_ROOT_CERT */
+function upperSnake(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+/** The environment variable of a setting: PGCDC_ + the path in upper snake case, e.g. PGCDC_POSTGRES_SSL_ROOT_CERT. */
+export function envVarFor(path: string): string {
+  return `PGCDC_${path.split('.').map(upperSnake).join('_')}`;
+}
+
+/** The command-line flag of a setting: `--` + its path, e.g. --postgres.host. */
+export function flagFor(path: string): string {
+  return `--${path}`;
+}
+
+export interface LeafInfo {
+  path: string;
+  leaf: Leaf;
+  env: string;
+  flag: string;
+}
+
+function collect(section: Section, prefix: string, out: LeafInfo[]): void {
+  for (const [key, node] of Object.entries(section)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isLeaf(node)) out.push({ path, leaf: node, env: envVarFor(path), flag: flagFor(path) });
+    else collect(node, path, out);
+  }
+}
+
+/** Every setting, in schema order. */
+export const LEAVES: readonly LeafInfo[] = (() => {
+  const out: LeafInfo[] = [];
+  collect(schema, '', out);
+  const envs = new Set<string>();
+  for (const l of out) {
+    if (envs.has(l.env)) throw new Error(`config schema: two settings map to ${l.env}`);
+    envs.add(l.env);
+  }
+  return out;
+})();
+
+export const LEAF_BY_PATH: ReadonlyMap<string, LeafInfo> = new Map(LEAVES.map((l) => [l.path, l]));
+
+export const SENSITIVE_PATHS: readonly string[] = LEAVES.filter((l) => l.leaf.sensitive).map((l) => l.path);
+
+/** The schema in convict's form: each setting with its `env` and `arg`. */
+export function buildConvictSchema(section: Section = schema, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, node] of Object.entries(section)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    out[key] = isLeaf(node) ? { ...node, env: envVarFor(path), arg: path } : buildConvictSchema(node, path);
+  }
+  return out;
+}
