@@ -18,8 +18,3 @@ export class DataError extends UserError {
     this.column = column;
   }
 }
-
-/** Short, safe excerpt of a value for error messages (values may be large or sensitive). */
-export function excerpt(text: string): string {
-  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
-}
