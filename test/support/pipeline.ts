@@ -2,7 +2,7 @@
 // takes a topic from its beginning to its end and decodes every record with the registry.
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
-import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import avro from 'avsc';
 import pg from 'pg';
 import type { PgcdcConfig } from '../../src/config/types.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -90,9 +90,77 @@ export interface Envelope {
   ts_ms: number | null;
 }
 
+/**
+ * A consumer's own Avro long: bigint, so int8 values beyond 2^53 decode exactly. Written here,
+ * independently of pgcdc's encoder, like any registry-driven consumer would.
+ */
+const exactLong = avro.types.LongType.__with({
+  fromBuffer: (buf: Buffer) => buf.readBigInt64LE(),
+  toBuffer: (n: bigint) => {
+    const buf = Buffer.alloc(8);
+    buf.writeBigInt64LE(n);
+    return buf;
+  },
+  fromJSON: BigInt,
+  toJSON: Number,
+  isValid: (n: unknown) => typeof n === 'bigint',
+  compare: (a: bigint, b: bigint) => (a === b ? 0 : a < b ? -1 : 1),
+});
+
+/** Avro decimal (two's complement bytes + scale from the schema) as exact decimal text, e.g. "12.50". */
+class DecimalText extends avro.types.LogicalType {
+  readonly scale: number;
+  constructor(schema: avro.Schema, opts?: avro.ForSchemaOptions) {
+    super(schema, opts);
+    this.scale = (schema as { scale?: number }).scale ?? 0;
+  }
+  override _fromValue(buf: Buffer): string {
+    let n = 0n;
+    for (const b of buf) n = (n << 8n) | BigInt(b);
+    if (buf.length > 0 && (buf[0]! & 0x80) !== 0) n -= 1n << BigInt(buf.length * 8);
+    const digits = (n < 0n ? -n : n).toString().padStart(this.scale + 1, '0');
+    const text = this.scale > 0 ? `${digits.slice(0, -this.scale)}.${digits.slice(-this.scale)}` : digits;
+    return n < 0n ? `-${text}` : text;
+  }
+  override _toValue(): never {
+    throw new Error('read-only');
+  }
+}
+
+/** Decodes Confluent-framed Avro with nothing but the schema registry's REST API and avsc. */
+export class RegistryDecoder {
+  #url: string;
+  #types = new Map<number, Promise<avro.Type>>();
+
+  constructor(url: string) {
+    this.#url = url;
+  }
+
+  async decode(frame: Buffer): Promise<unknown> {
+    if (frame[0] !== 0) throw new Error(`not Confluent wire format (magic byte ${frame[0]})`);
+    const id = frame.readInt32BE(1);
+    let type = this.#types.get(id);
+    if (!type) {
+      type = fetch(`${this.#url}/schemas/ids/${id}`)
+        .then((r) => r.json() as Promise<{ schema: string }>)
+        .then((body) =>
+          avro.Type.forSchema(JSON.parse(body.schema) as avro.Schema, {
+            logicalTypes: { decimal: DecimalText },
+            typeHook: (schema) => {
+              const t = typeof schema === 'string' ? schema : (schema as { type?: unknown }).type;
+              return t === 'long' ? exactLong : undefined;
+            },
+          }),
+        );
+      this.#types.set(id, type);
+    }
+    return (await type).fromBuffer(frame.subarray(5));
+  }
+}
+
 export class TopicReader {
   readonly kafka: Kafka;
-  readonly registry: SchemaRegistry;
+  readonly registry: RegistryDecoder;
 
   constructor() {
     const s = stackSettings();
@@ -101,7 +169,7 @@ export class TopicReader {
       clientId: 'pgcdc-test-reader',
       logLevel: logLevel.NOTHING,
     });
-    this.registry = new SchemaRegistry({ host: s.registryUrl });
+    this.registry = new RegistryDecoder(s.registryUrl);
   }
 
   /** Every record of the topic from the beginning to its current end, decoded. [] when the topic does not exist. */
