@@ -19,6 +19,8 @@ export type SendBatch = (batch: Map<string, OutRecord[]>) => Promise<void>;
 
 export interface BatcherOptions {
   maxInFlightBytes: number;
+  /** Bound on records accepted and not yet acknowledged (whichever bound is hit first applies). */
+  maxInFlightRecords?: number;
   /** Upper bound of one send; Kafka refuses record batches above message.max.bytes (1 MiB by default). */
   maxBatchBytes: number;
   /** Called once with the first send failure; the batcher accepts nothing after it. */
@@ -42,6 +44,7 @@ export class Batcher {
   #queued: Batch[] = [];
   #inFlight: Batch | null = null;
   #bytes = 0;
+  #records = 0;
   #failed: Error | null = null;
   #waiters: Array<() => void> = [];
   #idleWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
@@ -63,7 +66,8 @@ export class Batcher {
 
   /** Accepts a record; resolves once there is room for it under maxInFlightBytes. */
   async push(record: OutRecord): Promise<void> {
-    while (this.#bytes >= this.#opts.maxInFlightBytes && !this.#failed) {
+    const maxRecords = this.#opts.maxInFlightRecords ?? Infinity;
+    while ((this.#bytes >= this.#opts.maxInFlightBytes || this.#records >= maxRecords) && !this.#failed) {
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
     if (this.#failed) throw this.#failed;
@@ -75,6 +79,7 @@ export class Batcher {
     this.#filling.bytes += size;
     this.#filling.count++;
     this.#bytes += size;
+    this.#records++;
     this.#pump();
   }
 
@@ -122,6 +127,7 @@ export class Batcher {
   #acknowledged(batch: Batch): void {
     this.#inFlight = null;
     this.#bytes -= batch.bytes;
+    this.#records -= batch.count;
     this.acknowledgedRecords += batch.count;
     for (const m of batch.markers) m();
     this.#wake();

@@ -153,6 +153,7 @@ export class Connector {
       },
       {
         maxInFlightBytes: s.kafka.maxInFlightBytes,
+        maxInFlightRecords: s.kafka.maxInFlightRecords,
         maxBatchBytes: MAX_BATCH_BYTES,
         onError: (e) => this.#fail(e),
       },

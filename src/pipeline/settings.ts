@@ -22,7 +22,11 @@ export interface PipelineSettings {
     tombstonesOnDelete: boolean;
     truncateEvents: boolean;
   };
-  kafka: KafkaSettings & { maxInFlightBytes: number; compression?: 'none' | 'gzip' };
+  kafka: KafkaSettings & {
+    maxInFlightBytes: number;
+    maxInFlightRecords?: number;
+    compression?: 'none' | 'gzip';
+  };
   registry: RegistrySettings;
   offsets: { topic: string; commitIntervalMs: number; statusIntervalMs: number };
   avro: AvroOptions;

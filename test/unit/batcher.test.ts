@@ -95,3 +95,24 @@ test('a failed send fails the batcher: markers after it never fire, push and flu
   assert.equal(errors.length, 1);
   await assert.rejects(b.push(rec(2)), /broker down/);
 });
+
+test('push also waits at maxInFlightRecords', async () => {
+  const { sent, send } = controllableSend();
+  const b = new Batcher(send, {
+    maxInFlightBytes: 1e9,
+    maxInFlightRecords: 2,
+    maxBatchBytes: 1e6,
+    onError: () => undefined,
+  });
+  await b.push(rec(1));
+  await b.push(rec(2));
+  let accepted = false;
+  const p = b.push(rec(3)).then(() => (accepted = true));
+  await tick();
+  assert.equal(accepted, false, 'third record waits for an acknowledgement');
+  sent[0]!.ack();
+  await tick();
+  sent[1]?.ack();
+  await p;
+  assert.equal(accepted, true);
+});
