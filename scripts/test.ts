@@ -1,0 +1,84 @@
+// npm test [-- <test files or node --test options>]
+//
+// 1. unit tests (test/unit/**/*.test.ts) with node's test runner;
+// 2. the local stack: started, or reused if running (deploy/local/stack.ts);
+// 3. integration tests (test/integration/**/*.test.ts), one file at a time, with the stack's
+//    PGCDC_* variables in their environment.
+// File arguments select what runs (a unit file needs no stack); other arguments (e.g.
+// --test-name-pattern=...) go to `node --test`. Exits non-zero if anything failed.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { silenceKafkajsTimeoutWarning } from '../deploy/local/process.ts';
+import { stackUp } from '../deploy/local/stack.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+function glob(pattern: string): string[] {
+  return fs.globSync(pattern, { cwd: root }).sort();
+}
+
+function runNodeTest(label: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  process.stdout.write(`\n# ${label}: node --test ${args.join(' ')}\n`);
+  return new Promise((resolve) => {
+    // kafkajs 2.2.4 passes negative delays to setTimeout (harmless; Node >= 23 warns each time).
+    const nodeOptions = [env.NODE_OPTIONS, '--disable-warning=TimeoutNegativeWarning']
+      .filter(Boolean)
+      .join(' ');
+    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', ...args], {
+      cwd: root,
+      env: { ...env, NODE_OPTIONS: nodeOptions },
+      stdio: 'inherit',
+    });
+    child.on('error', (err) => {
+      process.stderr.write(`test: could not run node --test: ${err.message}\n`);
+      resolve(1);
+    });
+    child.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const options = argv.filter((a) => a.startsWith('-'));
+  const files = argv.filter((a) => !a.startsWith('-'));
+  const isUnit = (f: string) =>
+    path.relative(root, path.resolve(root, f)).startsWith(`test${path.sep}unit${path.sep}`);
+  const unit = files.length > 0 ? files.filter(isUnit) : glob('test/unit/**/*.test.ts');
+  const integration =
+    files.length > 0 ? files.filter((f) => !isUnit(f)) : glob('test/integration/**/*.test.ts');
+
+  let failed = false;
+  if (unit.length > 0) {
+    failed = (await runNodeTest('unit tests', [...options, ...unit], process.env)) !== 0 || failed;
+  } else if (files.length === 0) {
+    process.stdout.write('\n# unit tests: none in test/unit yet\n');
+  }
+
+  if (integration.length > 0) {
+    process.stdout.write('\n# local stack: npm run stack -- up\n');
+    let env;
+    try {
+      env = await stackUp();
+    } catch (err) {
+      process.stderr.write(`${(err as Error).message}\n`);
+      process.stdout.write('# integration tests not run: the local stack did not start\n# fail 1\n');
+      return 1;
+    }
+    // A hung test must not hang CI: 5 minutes per test unless told otherwise.
+    const timeout = options.some((o) => o.startsWith('--test-timeout')) ? [] : ['--test-timeout=300000'];
+    // --test-force-exit: a file whose tests are done but that left a client open (a Kafka
+    // consumer, a pg connection) must not keep the run waiting forever.
+    const args = ['--test-concurrency=1', '--test-force-exit', ...timeout, ...options, ...integration];
+    failed = (await runNodeTest('integration tests', args, { ...process.env, ...env })) !== 0 || failed;
+  }
+  return failed ? 1 : 0;
+}
+
+silenceKafkajsTimeoutWarning();
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`test: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);
