@@ -284,9 +284,12 @@ export async function up(state: StackState): Promise<void> {
     await initCluster(bin, state, user);
     if (!(await portIsFree(port))) port = await allocatePort(state, 'postgres', true);
     writeConfig(port, user);
-    // A postmaster.pid left by a killed server would make postgres refuse to start if its PID
-    // got reused; we already know no server of ours is running on this data directory.
+    // Lock files left by a killed server make postgres refuse to start while their PID exists
+    // (reused, or a zombie not yet reaped); we know no server of ours runs on this directory.
     fs.rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
+    for (const f of fs.existsSync(runDir) ? fs.readdirSync(runDir) : []) {
+      if (f.startsWith('.s.PGSQL.')) fs.rmSync(path.join(runDir, f), { force: true }); // socket + its lock
+    }
     pid = spawnDetached({
       command: path.join(bin, 'postgres'),
       args: ['-D', dataDir],

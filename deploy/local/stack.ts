@@ -6,6 +6,7 @@
 //   npm run stack -- env      `export PGCDC_...=...` lines (eval "$(npm run -s stack -- env)")
 //
 // Also a module: tests and scripts call stackUp() / readStackEnv().
+import fs from 'node:fs';
 import * as kafka from './kafka.ts';
 import * as postgres from './postgres.ts';
 import {
@@ -21,6 +22,7 @@ import {
   allocatePort,
   computeEnv,
   envExports,
+  envFile,
   loadState,
   readStackEnv,
   writeStackEnv,
@@ -63,6 +65,8 @@ export async function stackDown(): Promise<void> {
     const results = await Promise.allSettled(Object.values(servers).map((s) => s.down()));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorText(r.reason)] : []));
     if (failures.length > 0) throw new StackError('stack', `down: ${failures.join('; ')}`);
+    // Tests then say "not running" instead of timing out against dead ports. Data and ports stay.
+    fs.rmSync(envFile, { force: true });
   });
 }
 
@@ -99,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'env': {
       const env = readStackEnv();
-      if (!env) throw new StackError('stack', 'local stack is not set up: run ./dev stack up');
+      if (!env) throw new StackError('stack', 'local stack is not running: run ./dev stack up');
       process.stdout.write(`${envExports(env)}\n`);
       return 0;
     }

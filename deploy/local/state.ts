@@ -84,7 +84,7 @@ export async function allocatePort(
 export function computeEnv(state: StackState): StackEnv {
   const { postgres, kafka, registry } = state.ports;
   if (!postgres || !kafka || !registry || !state.pgPassword) {
-    throw new Error('local stack is not set up: run ./dev stack up');
+    throw new Error('local stack is not running: run ./dev stack up');
   }
   return {
     PGCDC_PG_HOST: '127.0.0.1',
