@@ -52,7 +52,7 @@ export async function mavenCache(
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   try {
-    await run(server, 'mvn', ['-q', '-B', ...goal(tmp)], { logFile, cwd: tmp });
+    await run(server, 'mvn', ['-q', '-B', '-U', '-Dstyle.color=never', ...goal(tmp)], { logFile, cwd: tmp });
     // Leftovers: Maven's pom-less marker directory (run in `tmp`, so an old marker never makes an
     // unpack skip) and the pax headers plexus-archiver extracts from tarballs as a folder.
     for (const junk of ['${project.basedir}', 'PaxHeaders.X']) {

@@ -240,18 +240,15 @@ export function run(
       const out = Buffer.concat(chunks).toString('utf8');
       fs.appendFileSync(logFile, `\n==== ${new Date().toISOString()} $ ${command} ${args.join(' ')}\n${out}`);
       if (code === 0) return resolve(stdout);
-      const lastLine =
-        out
-          .trim()
-          .split('\n')
-          .filter((l) => l.trim())
-          .pop() ?? '';
+      // The first error line if there is one (Maven prints [ERROR] and then advice), else the last.
+      const lines = out
+        .replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '') // colours
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+      const why = lines.find((l) => /\bERROR\b|FATAL|error:/i.test(l)) ?? lines.pop() ?? '';
       reject(
-        new StackError(
-          server,
-          `${path.basename(command)} exited with ${code ?? signal}: ${lastLine}`,
-          logFile,
-        ),
+        new StackError(server, `${path.basename(command)} exited with ${code ?? signal}: ${why}`, logFile),
       );
     });
   });
