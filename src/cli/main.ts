@@ -2,10 +2,14 @@
 // line and exit non-zero; anything else is a bug and prints its stack.
 import { parseArgs } from 'node:util';
 import { loadConfig, redactedConfig } from '../config/load.ts';
-import { isUserError } from '../errors.ts';
-import { Connector } from '../pipeline/connector.ts';
+import { isUserError, UserError } from '../errors.ts';
 import { createLogger } from '../worker/log.ts';
 import { PGCDC_VERSION } from '../avro/envelope.ts';
+import { configSecrets, Worker } from '../worker/worker.ts';
+import { WalGuard } from '../worker/wal-guard.ts';
+import { createMetrics } from '../worker/metrics.ts';
+import { Liveness, startHttpServer, type HttpServer } from '../worker/http.ts';
+import { ProgressReporter } from '../worker/progress.ts';
 
 const USAGE = `pgcdc ${PGCDC_VERSION} — PostgreSQL change data capture to Kafka
 
@@ -15,7 +19,24 @@ Usage:
 
 Settings come from the config file, then PGCDC_* environment variables, then --<setting> flags
 (e.g. --postgres.host=db.internal --snapshot.mode=never). See docs/configuration.md.
+
+  --exit-on-failure-after=SECONDS|never   after the connector fails, keep reporting FAILED on the
+      HTTP API this long, then exit non-zero (default 120; 0 without the HTTP server). 'never' keeps
+      the process up until a restart through the API or a signal. Also PGCDC_EXIT_ON_FAILURE_AFTER.
 `;
+
+/** Default time a FAILED connector stays visible (status, readyz, metrics) before the process exits. */
+const DEFAULT_FAILURE_GRACE_S = 120;
+
+function failureGraceMs(value: string | undefined, httpEnabled: boolean): number | null {
+  if (value === undefined || value === '') return httpEnabled ? DEFAULT_FAILURE_GRACE_S * 1000 : 0;
+  if (value === 'never') return null;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw new UserError(`--exit-on-failure-after: expected a number of seconds or 'never', got '${value}'`);
+  }
+  return seconds * 1000;
+}
 
 /** How long a SIGTERM may take to drain before the process gives up and exits non-zero. */
 const STOP_TIMEOUT_MS = 30_000;
@@ -27,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
+      'exit-on-failure-after': { type: 'string' },
     },
     strict: false,
     allowPositionals: true,
@@ -46,9 +68,37 @@ export async function main(argv: string[]): Promise<number> {
   }
   const file = typeof values.config === 'string' ? values.config : process.env.PGCDC_CONFIG;
   const config = loadConfig({ file, env: process.env, args: argv });
-  const log = createLogger({ connector: config.name, level: config.log.level, format: config.log.format });
+  const log = createLogger({
+    connector: config.name,
+    level: config.log.level,
+    format: config.log.format,
+    secrets: configSecrets(config),
+  });
   log.debug('configuration', { config: redactedConfig(config) });
-  const connector = new Connector(config, log);
+  const graceArg = values['exit-on-failure-after'];
+  const worker = new Worker(config, log, {
+    failureGraceMs: failureGraceMs(
+      typeof graceArg === 'string' ? graceArg : process.env.PGCDC_EXIT_ON_FAILURE_AFTER,
+      config.http.port > 0,
+    ),
+  });
+  const guard = new WalGuard(worker, log, { slot: config.slot.name, heartbeat: config.heartbeat });
+  const metrics = createMetrics(worker, guard);
+  const liveness = new Liveness();
+  let http: HttpServer | null = null;
+  if (config.http.port > 0) {
+    try {
+      http = await startHttpServer({ worker, metrics, guard, liveness, log }, config.http);
+    } catch (err) {
+      liveness.stop();
+      const e = err as NodeJS.ErrnoException;
+      throw new UserError(
+        `cannot listen on ${config.http.host}:${config.http.port} (${e.code ?? e.message}); set http.port (0 disables the HTTP server)`,
+      );
+    }
+  }
+  guard.start();
+  const progress = new ProgressReporter(worker, log);
   let stopping = false;
   const onSignal = (signal: string) => {
     if (stopping) return;
@@ -58,12 +108,22 @@ export async function main(argv: string[]): Promise<number> {
       log.error(`could not stop within ${STOP_TIMEOUT_MS} ms; exiting without a final offset`);
       process.exit(1);
     }, STOP_TIMEOUT_MS).unref();
-    void connector.stop();
+    void worker.stop();
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
-  await connector.run();
-  log.info('stopped', { lsn: connector.position.lsn });
+  const outcome = await worker.run();
+  progress.stop();
+  guard.stop();
+  liveness.stop();
+  await http?.close();
+  if (outcome.failure) {
+    // Already logged (redacted) when it happened; the exit code tells a user's mistake from a bug.
+    const code = isUserError(outcome.failure) ? 2 : 1;
+    log.error('exiting after connector failure', { exitCode: code });
+    return code;
+  }
+  log.info('stopped', { lsn: worker.connector.position.lsn });
   return 0;
 }
 

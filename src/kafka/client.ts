@@ -1,5 +1,5 @@
 // The Kafka client, producer and admin, configured once from the connector's settings.
-import { Kafka, logLevel, type KafkaConfig, type Producer, type SASLOptions } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig, type LogEntry, type Producer, type SASLOptions } from 'kafkajs';
 import { readPem } from '../postgres/connection.ts';
 
 export interface KafkaSettings {
@@ -13,11 +13,18 @@ export interface KafkaSettings {
   };
 }
 
-export function kafkaClient(s: KafkaSettings): Kafka {
+/** `onRetry`: kafkajs failed a produce attempt and retries it (seen in its error log entries). */
+export function kafkaClient(s: KafkaSettings, hooks: { onRetry?: () => void } = {}): Kafka {
+  const { onRetry } = hooks;
   const config: KafkaConfig = {
     brokers: s.brokers,
     clientId: s.clientId,
-    logLevel: logLevel.NOTHING,
+    logLevel: onRetry ? logLevel.ERROR : logLevel.NOTHING,
+    ...(onRetry && {
+      logCreator: () => (entry: LogEntry) => {
+        if (typeof entry.log.retryCount === 'number') onRetry();
+      },
+    }),
     connectionTimeout: 10_000,
     requestTimeout: 30_000,
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000 },

@@ -52,11 +52,38 @@ export interface ConnectorStats {
   changes: number;
 }
 
+/** The initial load as far as Kafka has acknowledged it (rows per table, at batch granularity). */
+export interface SnapshotProgress {
+  /** 'completed' also when an earlier run finished it (the stored offset says so). */
+  state: 'none' | 'running' | 'completed' | 'interrupted';
+  tables: Record<string, { rows: number; estimatedRows: number; done: boolean }>;
+}
+
+/**
+ * Optional hooks for observers (metrics, progress): called synchronously, must not throw. The
+ * connector's state, stats, position and snapshot progress are read directly instead.
+ */
+export interface ConnectorObserver {
+  /** `count` records handed to Kafka for one change of `table` (a delete's tombstone included). */
+  onRecords?(table: string, op: ChangeEvent['op'], count: number): void;
+  /** Every record of a transaction committed at `commitTimeMicros` is acknowledged by Kafka. */
+  onDurable?(commitTimeMicros: bigint): void;
+  /** A Kafka send failed for good (the connector fails with it). */
+  onProduceError?(err: Error): void;
+  /** kafkajs retries a failed produce attempt. */
+  onKafkaRetry?(): void;
+}
+
 export class Connector {
   state: ConnectorState = 'STARTING';
   readonly stats: ConnectorStats = { recordsProduced: 0, snapshotRows: {}, changes: 0 };
+  readonly snapshot: SnapshotProgress = { state: 'none', tables: {} };
   #s: PipelineSettings;
   #log: Logger;
+  #observer: ConnectorObserver;
+  #registry: Registry | null = null;
+  /** Set while paused; resolved (and cleared) by resume(), resolved by stop() and failures. */
+  #pause: PromiseWithResolvers<void> | null = null;
   #query: pg.Client | null = null;
   #producer: Producer | null = null;
   #admin: Admin | null = null;
@@ -75,9 +102,10 @@ export class Connector {
   #positionDirty = false;
   #writingOffset = false;
 
-  constructor(settings: PipelineSettings, log: Logger) {
+  constructor(settings: PipelineSettings, log: Logger, observer: ConnectorObserver = {}) {
     this.#s = settings;
     this.#log = log;
+    this.#observer = observer;
   }
 
   /** The last LSN confirmed to PostgreSQL. */
@@ -87,6 +115,44 @@ export class Connector {
 
   get position(): OffsetRecord {
     return this.#position;
+  }
+
+  /** The query connection (catalog, heartbeats, slot monitoring); null before it is open. */
+  get queryClient(): pg.Client | null {
+    return this.#query;
+  }
+
+  get inFlightBytes(): number {
+    return this.#batcher?.inFlightBytes ?? 0;
+  }
+
+  get registryCalls(): number {
+    return this.#registry?.calls ?? 0;
+  }
+
+  get paused(): boolean {
+    return this.#pause !== null;
+  }
+
+  /**
+   * Stops reading: the stream handler waits before its next message (which holds the replication
+   * socket's flow control, so the server stops sending; status updates go on), the snapshot waits
+   * between batches. What was read before goes on to Kafka and becomes durable as usual.
+   */
+  pause(): void {
+    this.#pause ??= Promise.withResolvers<void>();
+  }
+
+  resume(): void {
+    const gate = this.#pause;
+    this.#pause = null;
+    gate?.resolve();
+  }
+
+  /** True when reading may go on; false when the wait ended because of a stop or a failure. */
+  async #whilePaused(): Promise<boolean> {
+    while (this.#pause && !this.#stopRequested && !this.#failure) await this.#pause.promise;
+    return !this.#stopRequested && !this.#failure;
   }
 
   /** Runs until stop() (resolves), the snapshot of an initial_only run ends (resolves), or a failure (rejects). */
@@ -111,6 +177,7 @@ export class Connector {
     if (this.#stopRequested) return;
     this.#stopRequested = true;
     this.state = 'STOPPING';
+    this.#pause?.resolve();
     await this.#stream?.stop();
   }
 
@@ -118,6 +185,7 @@ export class Connector {
     if (this.#failure) return;
     this.#failure = err instanceof Error ? err : new Error(String(err));
     this.#failRun(this.#failure);
+    this.#pause?.resolve();
     void this.#stream?.stop();
   }
 
@@ -132,7 +200,7 @@ export class Connector {
     await ensurePublication(this.#query, s.publication, tables, this.#log);
     this.#types = new TypeCatalog(this.#query);
 
-    const kafka = kafkaClient(s.kafka);
+    const kafka = kafkaClient(s.kafka, { onRetry: () => this.#observer.onKafkaRetry?.() });
     this.#admin = kafka.admin();
     await this.#admin.connect();
     const topics = new Topics(this.#admin, s.topics);
@@ -155,14 +223,18 @@ export class Connector {
         maxInFlightBytes: s.kafka.maxInFlightBytes,
         maxInFlightRecords: s.kafka.maxInFlightRecords,
         maxBatchBytes: MAX_BATCH_BYTES,
-        onError: (e) => this.#fail(e),
+        onError: (e) => {
+          this.#observer.onProduceError?.(e);
+          this.#fail(e);
+        },
       },
     );
     this.#offsets = new OffsetStore(kafka, s.offsets.topic, { connector: s.name, slot: s.slot.name });
     await this.#offsets.ensureTopic(topics);
+    this.#registry = new Registry(s.registry);
     this.#encoder = new Encoder({
       settings: s,
-      registry: new Registry(s.registry),
+      registry: this.#registry,
       topics,
       types: this.#types,
       database: s.postgres.database,
@@ -185,6 +257,7 @@ export class Connector {
     } else {
       startLsn = plan.lsn;
       if (stored) this.#position = { ...stored };
+      if (stored?.snapshot?.state === 'done') this.snapshot.state = 'completed';
     }
     if (this.#stopRequested) {
       await this.#drain();
@@ -279,6 +352,8 @@ export class Connector {
     };
     this.#setPosition({ lsn: cp, snapshot: state });
     await this.#writeOffset();
+    this.snapshot.state = 'running';
+    for (const t of tables) this.snapshot.tables[tableName(t)] = { rows: 0, estimatedRows: 0, done: false };
     this.#log.info('snapshot started', { consistentPoint: cp, tables: tables.map(tableName) });
 
     const nowMicros = BigInt(Date.now()) * 1000n;
@@ -288,6 +363,7 @@ export class Connector {
         const name = tableName(t);
         const relation = await this.#enrich(await relationFromCatalog(snapClient, t));
         const estimate = await estimateRows(snapClient, relation);
+        this.snapshot.tables[name]!.estimatedRows = estimate;
         this.#log.info('snapshot table', { table: name, estimatedRows: estimate });
         let rows = 0;
         for await (const batch of readTable(snapClient, relation, s.snapshot.batchSize)) {
@@ -301,14 +377,17 @@ export class Connector {
           this.#batcher!.mark(() => {
             state.tables[name] = { rows: done, done: false };
             this.stats.snapshotRows[name] = done;
+            this.snapshot.tables[name]!.rows = done;
             this.#positionDirty = true;
           });
+          if (!(await this.#whilePaused())) break;
         }
         if (this.#stopRequested || this.#failure) break;
         const total = rows;
         this.#batcher!.mark(() => {
           state.tables[name] = { rows: total, done: true };
           this.stats.snapshotRows[name] = total;
+          this.snapshot.tables[name] = { ...this.snapshot.tables[name]!, rows: total, done: true };
           this.#positionDirty = true;
         });
       }
@@ -321,6 +400,7 @@ export class Connector {
       await snapClient.end().catch(() => undefined);
     }
     if (this.#stopRequested || this.#failure) {
+      this.snapshot.state = 'interrupted';
       this.#log.info('snapshot interrupted; the next start takes it again from the beginning');
       return consistentPoint;
     }
@@ -333,6 +413,7 @@ export class Connector {
     );
     await this.#writeOffset();
     this.state = 'STREAMING';
+    this.snapshot.state = 'completed';
     this.#log.info('snapshot completed', { rows: this.stats.snapshotRows });
     return consistentPoint;
   }
@@ -348,6 +429,8 @@ export class Connector {
         : null;
 
     const handle = async (msg: PgoutputMessage, walStart: Lsn): Promise<void> => {
+      // Paused: hold this message (and with it the socket) until resume; on stop, drop it.
+      if (this.#pause && !(await this.#whilePaused())) return;
       switch (msg.tag) {
         case 'begin':
           tx = {
@@ -382,10 +465,12 @@ export class Connector {
         }
         case 'commit': {
           const end = formatLsn(msg.endLsn);
+          const commitTime = msg.commitTimeMicros;
           tx = null;
-          this.#batcher!.mark(() =>
-            this.#setPosition({ lsn: end, txCommitLsn: undefined, txSeq: undefined }),
-          );
+          this.#batcher!.mark(() => {
+            this.#setPosition({ lsn: end, txCommitLsn: undefined, txSeq: undefined });
+            this.#observer.onDurable?.(commitTime);
+          });
           return;
         }
         default:
@@ -424,6 +509,7 @@ export class Connector {
     const records: OutRecord[] = await this.#encoder!.records(event);
     for (const r of records) await this.#batcher!.push(r);
     this.stats.recordsProduced += records.length;
+    this.#observer.onRecords?.(tableName(event.relation), event.op, records.length);
   }
 
   /** Kafka keys come from the primary key (pgoutput flags every column when REPLICA IDENTITY is FULL). */

@@ -1,0 +1,178 @@
+// The WAL-growth guard: a slot whose captured tables are idle must not hold WAL that other
+// tables' traffic writes. Checked where PostgreSQL keeps it: pg_replication_slots.confirmed_flush_lsn.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { eventually, pgClient, uniqueName, workerEnv } from '../support/pipeline.ts';
+import { parseLsn } from '../../src/postgres/lsn.ts';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+function spawnWorker(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  let output = '';
+  const child = spawn(process.execPath, ['--disable-warning=TimeoutNegativeWarning', CLI, 'run'], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  return { child, output: () => output };
+}
+
+const exited = (child: ChildProcess): Promise<number | null> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('WAL-growth guard', () => {
+  let db: pg.Client;
+  const children: ChildProcess[] = [];
+  before(async () => {
+    db = await pgClient();
+  });
+  const slots: string[] = [];
+  after(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await Promise.all(children.map((c) => exited(c)));
+    // Slots are a scarce server resource (max_replication_slots) and hold WAL: drop ours.
+    for (const slot of slots) {
+      await db
+        .query(
+          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
+          [slot],
+        )
+        .catch(() => undefined);
+    }
+    await db.end();
+  });
+
+  const slotLsn = async (slot: string): Promise<bigint | null> => {
+    const { rows } = await db.query<{ lsn: string | null }>(
+      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    return rows[0]?.lsn ? parseLsn(rows[0].lsn) : null;
+  };
+  const currentLsn = async (): Promise<bigint> =>
+    parseLsn((await db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn);
+
+  test('busy traffic outside the publication, none on the captured table: the slot advances (no heartbeats)', async () => {
+    const name = uniqueName('walg');
+    const captured = `${name}_captured`;
+    const busy = `${name}_busy`;
+    const slot = `pgcdc_${name}`;
+    slots.push(slot);
+    await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
+    await db.query(`CREATE TABLE ${busy} (id serial PRIMARY KEY, payload text)`);
+    const port = await freePort();
+    const w = spawnWorker(
+      workerEnv(name, {
+        PGCDC_TABLES_INCLUDE: `public.${captured}`,
+        PGCDC_SLOT_NAME: slot,
+        PGCDC_HEARTBEAT_INTERVAL_MS: '0',
+        PGCDC_HTTP_PORT: String(port),
+        PGCDC_HTTP_HOST: '127.0.0.1',
+      }),
+    );
+    children.push(w.child);
+    await eventually(`streaming (worker output: ${w.output().slice(-2000)})`, async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/connectors/${name}/status`).catch(() => null);
+      const body = res ? ((await res.json()) as { phase?: string }) : null;
+      return body?.phase === 'STREAMING' ? true : undefined;
+    });
+    const initial = (await slotLsn(slot))!;
+    assert.ok(initial > 0n);
+
+    let writing = true;
+    const writer = (async () => {
+      const c = await pgClient();
+      try {
+        while (writing)
+          await c.query(`INSERT INTO ${busy} (payload) SELECT repeat('x', 200) FROM generate_series(1, 50)`);
+      } finally {
+        await c.end();
+      }
+    })();
+    try {
+      // Some WAL of the other table's traffic; the slot must move past it.
+      await eventually('unrelated WAL written', async () =>
+        (await currentLsn()) > initial + 256n * 1024n ? true : undefined,
+      );
+      const target = await currentLsn();
+      await eventually(
+        `confirmed_flush_lsn passes ${target} while only other tables are written`,
+        async () => {
+          const lsn = await slotLsn(slot);
+          return lsn !== null && lsn >= target ? true : undefined;
+        },
+        90_000,
+      );
+    } finally {
+      writing = false;
+      await writer;
+    }
+    w.child.kill('SIGTERM');
+    assert.equal(await exited(w.child), 0, w.output());
+  });
+
+  test('heartbeats on an idle database advance the slot; retained WAL above walWarnBytes is warned about', async () => {
+    const name = uniqueName('walh');
+    const captured = `${name}_captured`;
+    const slot = `pgcdc_${name}`;
+    slots.push(slot);
+    await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
+    const port = await freePort();
+    const w = spawnWorker(
+      workerEnv(name, {
+        PGCDC_TABLES_INCLUDE: `public.${captured}`,
+        PGCDC_SLOT_NAME: slot,
+        PGCDC_HEARTBEAT_INTERVAL_MS: '500',
+        PGCDC_HEARTBEAT_WAL_WARN_BYTES: '1',
+        PGCDC_HTTP_PORT: String(port),
+        PGCDC_HTTP_HOST: '127.0.0.1',
+        PGCDC_LOG_FORMAT: 'json',
+      }),
+    );
+    children.push(w.child);
+    const metrics = async (): Promise<string> =>
+      (await fetch(`http://127.0.0.1:${port}/metrics`)
+        .then((r) => r.text())
+        .catch(() => '')) ?? '';
+    const value = (text: string, metric: string): number | undefined => {
+      const line = text.split('\n').find((l) => l.startsWith(`${metric}{`) || l.startsWith(`${metric} `));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : undefined;
+    };
+    await eventually('heartbeats running', async () =>
+      (value(await metrics(), 'pgcdc_heartbeats_total') ?? 0) > 0 ? true : undefined,
+    );
+    const start = (await slotLsn(slot))!;
+    await eventually('confirmed_flush_lsn advances with heartbeats alone', async () => {
+      const lsn = await slotLsn(slot);
+      return lsn !== null && lsn > start ? true : undefined;
+    });
+    await eventually('retained-WAL warning logged and exported', async () => {
+      const text = await metrics();
+      return /above heartbeat\.walWarnBytes/.test(w.output()) &&
+        value(text, 'pgcdc_slot_retained_wal_bytes') !== undefined
+        ? true
+        : undefined;
+    });
+    const text = await metrics();
+    assert.ok(value(text, 'pgcdc_max_slot_wal_keep_size_bytes') !== undefined);
+    assert.equal(value(text, 'pgcdc_heartbeat_errors_total'), 0);
+    w.child.kill('SIGTERM');
+    assert.equal(await exited(w.child), 0, w.output());
+  });
+});
