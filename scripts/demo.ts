@@ -32,7 +32,11 @@ async function main(): Promise<void> {
   );
   say(`• created table public.${table} with 3 rows`);
 
-  const config = workerConfig(name, { PGCDC_TABLES_INCLUDE: `public.${table}`, PGCDC_LOG_LEVEL: 'info' });
+  const config = workerConfig(name, {
+    PGCDC_TABLES_INCLUDE: `public.${table}`,
+    PGCDC_LOG_LEVEL: 'info',
+    PGCDC_SLOT_DROP_ON_STOP: 'true',
+  });
   const connector = new Connector(config, createLogger({ connector: name, level: 'info', format: 'pretty' }));
   const running = connector.run();
   running.catch(() => undefined);

@@ -206,8 +206,9 @@ function writeConfig(port: number, user: OsUser | undefined): void {
     `port = ${port}`,
     `unix_socket_directories = ${q(runDir)}`,
     `wal_level = logical`,
-    `max_replication_slots = 20`,
-    `max_wal_senders = 20`,
+    // Test runs create many connectors (each with its own slot); the tests drop theirs.
+    `max_replication_slots = 64`,
+    `max_wal_senders = 64`,
     `password_encryption = 'scram-sha-256'`,
     `ssl = on`,
     `ssl_ca_file = ${q(path.join(tlsDir, 'ca.crt'))}`,

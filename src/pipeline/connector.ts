@@ -172,14 +172,20 @@ export class Connector {
     }
   }
 
-  /** Graceful stop: stop reading, drain what is in flight, write the offset, confirm, return. */
+  /**
+   * Graceful stop: stop reading, drain what is in flight, write the offset, confirm it to
+   * PostgreSQL on the still-open replication connection, then close. Resolves when stopping has
+   * begun; run() resolves when it is done.
+   */
   async stop(): Promise<void> {
     if (this.#stopRequested) return;
     this.#stopRequested = true;
     this.state = 'STOPPING';
     this.#pause?.resolve();
-    await this.#stream?.stop();
+    this.#stopSignal.resolve();
   }
+
+  #stopSignal = Promise.withResolvers<void>();
 
   #fail(err: unknown): void {
     if (this.#failure) return;
@@ -263,7 +269,8 @@ export class Connector {
       await this.#drain();
       return;
     }
-    await this.#streamFrom(startLsn, stored);
+    // After a new snapshot the stored offset (if any) describes the old slot: nothing to skip.
+    await this.#streamFrom(startLsn, plan.kind === 'snapshot' ? null : stored);
   }
 
   /** Decides between snapshot and resume, from the snapshot mode, the stored offset and the slot. */
@@ -500,8 +507,17 @@ export class Connector {
       slot: s.slot.name,
       publication: s.publication.name,
     });
-    await this.#stream.run({ slot: s.slot.name, publication: s.publication.name, startLsn });
+    const stream = this.#stream;
+    const streaming = stream.run({ slot: s.slot.name, publication: s.publication.name, startLsn });
+    await Promise.race([streaming, this.#stopSignal.promise]);
+    await stream.halt();
     await this.#drain();
+    await stream.stop();
+    await streaming;
+    if (s.slot.dropOnStop && this.#stopRequested && !this.#failure) {
+      await dropSlot(this.#query!, s.slot.name);
+      this.#log.info('dropped the replication slot (slot.dropOnStop)', { slot: s.slot.name });
+    }
   }
 
   /** Encodes one change and hands its records to the batcher (waits when Kafka is behind). */

@@ -12,7 +12,8 @@ export interface PipelineSettings {
   name: string;
   postgres: PostgresSettings & { schemas: string[] };
   publication: { name: string; autoCreate: boolean };
-  slot: { name: string };
+  /** dropOnStop: drop the slot after a graceful stop (the next start snapshots again). */
+  slot: { name: string; dropOnStop?: boolean };
   snapshot: { mode: SnapshotMode; batchSize: number };
   tables: { include: TableRef[]; exclude: TableRef[] };
   topics: {

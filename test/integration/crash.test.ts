@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import {
   TopicReader,
+  dropTestSlots,
   eventually,
   pgClient,
   replayByKey,
@@ -43,6 +44,7 @@ describe('crash safety', () => {
   });
   after(async () => {
     await db.end();
+    await dropTestSlots();
   });
 
   test('SIGKILL five times under load: the topic replayed per key equals the table', async () => {

@@ -5,9 +5,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { Connector } from '../../src/pipeline/connector.ts';
+import { defaultSlotName } from '../../src/config/names.ts';
 import { createLogger } from '../../src/worker/log.ts';
 import {
   TopicReader,
+  dropTestSlots,
   eventually,
   pgClient,
   replayByKey,
@@ -19,13 +21,13 @@ import {
 const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
 
 /** Connectors still running when a test fails are stopped by the suite's after hook. */
-const started: Connector[] = [];
+const started: Array<{ connector: Connector; running: Promise<void> }> = [];
 
 function start(name: string, extra: Record<string, string> = {}) {
   const connector = new Connector(workerConfig(name, extra), log);
-  started.push(connector);
   const running = connector.run();
   running.catch(() => undefined);
+  started.push({ connector, running });
   return { connector, running };
 }
 
@@ -37,8 +39,9 @@ describe('pipeline', () => {
     db = await pgClient();
   });
   after(async () => {
-    await Promise.all(started.map((c) => c.stop()));
+    await Promise.all(started.map((w) => w.connector.stop().then(() => w.running.catch(() => undefined))));
     await db.end();
+    await dropTestSlots();
   });
 
   test('snapshot, then insert/update/delete/truncate stream into per-table topics with the Debezium envelope', async () => {
@@ -194,6 +197,11 @@ describe('pipeline', () => {
     );
     await w.connector.stop();
     await w.running;
+    const slot = await db.query<{ lsn: string }>(
+      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
+      [defaultSlotName(name)],
+    );
+    assert.equal(slot.rows[0]?.lsn, w.connector.position.lsn, 'a graceful stop confirms the durable offset');
 
     await db.query(`INSERT INTO ${table} VALUES (4, 'd')`);
     await db.query(`UPDATE ${table} SET v = 'A' WHERE id = 1`);

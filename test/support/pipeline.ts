@@ -6,6 +6,7 @@ import avro from 'avsc';
 import pg from 'pg';
 import type { PgcdcConfig } from '../../src/config/types.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { defaultSlotName } from '../../src/config/names.ts';
 
 export interface StackSettings {
   pgHost: string;
@@ -35,8 +36,27 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
   };
 }
 
+/** Connector names this process configured: their slots are dropped by dropTestSlots(). */
+const connectorNames = new Set<string>();
+
+/** Drops the (inactive) replication slots of every connector this test file configured. */
+export async function dropTestSlots(): Promise<void> {
+  const client = await pgClient();
+  try {
+    for (const name of connectorNames) {
+      await client.query(
+        'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
+        [defaultSlotName(name)],
+      );
+    }
+  } finally {
+    await client.end();
+  }
+}
+
 /** Environment variables that configure a pgcdc worker for the local stack (as a user would). */
 export function workerEnv(name: string, extra: Record<string, string> = {}): Record<string, string> {
+  connectorNames.add(name);
   const s = stackSettings();
   return {
     PGCDC_NAME: name,

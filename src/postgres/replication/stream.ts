@@ -36,6 +36,8 @@ export class ReplicationStream {
   #failure: Error | null = null;
   #stopping = false;
   #confirmed: Lsn = 0n;
+  #halted = false;
+  #current: Promise<void> = Promise.resolve();
 
   constructor(clientConfig: pg.ClientConfig, handlers: StreamHandlers) {
     this.#service = new LogicalReplicationService(clientConfig, {
@@ -43,13 +45,17 @@ export class ReplicationStream {
       flowControl: { enabled: true },
     });
     this.#service.on('data', async (lsn: string, msg: PgoutputMessage) => {
-      if (this.#failure || this.#stopping) return;
-      try {
-        await handlers.onMessage(msg, parseLsn(lsn));
-        this.#handled++;
-      } catch (err) {
-        this.#fail(err);
-      }
+      if (this.#failure || this.#stopping || this.#halted) return;
+      const current = (async () => {
+        try {
+          await handlers.onMessage(msg, parseLsn(lsn));
+          this.#handled++;
+        } catch (err) {
+          this.#fail(err);
+        }
+      })();
+      this.#current = current;
+      await current;
     });
     this.#service.on('heartbeat', (lsn: string, _ts: number, replyRequested: boolean) => {
       if (this.#failure || this.#stopping) return;
@@ -111,6 +117,15 @@ export class ReplicationStream {
     if (lsn < this.#confirmed) return;
     this.#confirmed = lsn;
     if (lsn > 0n && !this.#service.isStop()) void this.#service.acknowledge(formatLsn(lsn - 1n));
+  }
+
+  /**
+   * Stops handling messages but keeps the connection open, so the caller can drain what was
+   * handled and still confirm it. Resolves when the message being handled (if any) is done.
+   */
+  halt(): Promise<void> {
+    this.#halted = true;
+    return this.#current;
   }
 
   async stop(): Promise<void> {
