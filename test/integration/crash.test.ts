@@ -3,9 +3,8 @@
 // equals the table. Also: SIGTERM drains, writes the offset and exits 0.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { spawnWorker, exited } from '../support/cli.ts';
 import {
   TopicReader,
   dropTestSlots,
@@ -15,26 +14,6 @@ import {
   uniqueName,
   workerEnv,
 } from '../support/pipeline.ts';
-
-const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-/** Runs `pgcdc run` configured by `env` alone (plus PATH), as a user's shell would. */
-function spawnWorker(env: Record<string, string>): { child: ChildProcess; output: () => string } {
-  let output = '';
-  const child = spawn(process.execPath, [CLI, 'run'], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  return { child, output: () => output };
-}
-
-const exited = (child: ChildProcess): Promise<number | null> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
-    else child.once('exit', (code) => resolve(code));
-  });
 
 describe('crash safety', () => {
   let db: pg.Client;
