@@ -17,7 +17,7 @@ import {
   tableName,
   type TableRef,
 } from '../postgres/catalog.ts';
-import { clientConfig, connect } from '../postgres/connection.ts';
+import { PostgresEndpoint, describePgError } from '../postgres/connection.ts';
 import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { ensurePublication } from '../postgres/publication.ts';
 import { createSlotWithSnapshot, dropSlot, slotInfo } from '../postgres/replication/slot.ts';
@@ -26,6 +26,7 @@ import type { PgoutputMessage } from '../postgres/replication/pgoutput.ts';
 import { beginSnapshot, estimateRows, readTable } from '../postgres/snapshot/reader.ts';
 import { TypeCatalog } from '../postgres/types.ts';
 import { Registry } from '../registry/registry.ts';
+import { SshTunnel } from '../tunnel/ssh.ts';
 import type { Logger } from '../worker/log.ts';
 import { Encoder } from './encoder.ts';
 import type { PipelineSettings } from './settings.ts';
@@ -85,6 +86,8 @@ export class Connector {
   /** Set while paused; resolved (and cleared) by resume(), resolved by stop() and failures. */
   #pause: PromiseWithResolvers<void> | null = null;
   #query: pg.Client | null = null;
+  /** PostgreSQL connections (TLS negotiated once, SSH tunnel when configured). */
+  #pg: PostgresEndpoint | null = null;
   #producer: Producer | null = null;
   #admin: Admin | null = null;
   #batcher: Batcher | null = null;
@@ -197,7 +200,11 @@ export class Connector {
 
   async #run(): Promise<void> {
     const s = this.#s;
-    this.#query = await connect(s.postgres, { applicationName: `pgcdc-${s.name}` });
+    const tunnel = s.ssh?.enabled ? new SshTunnel(s.ssh, this.#log) : null;
+    this.#pg = new PostgresEndpoint(s.postgres, { tunnel, log: this.#log });
+    this.#query = await this.#pg.connect({ applicationName: `pgcdc-${s.name}` });
+    // A lost query connection (server restart, dropped tunnel) fails the run.
+    this.#query.on('error', (e: Error) => this.#fail(describePgError(e, s.postgres, this.#pg?.tls === true)));
     const tables = await resolveTables(this.#query, {
       schemas: s.postgres.schemas,
       include: s.tables.include,
@@ -311,7 +318,7 @@ export class Connector {
     }
     if (!slot) {
       // mode never without an offset: start streaming from now.
-      const repl = await connect(s.postgres, { replication: true });
+      const repl = await this.#pg!.connect({ replication: true });
       try {
         const created = await createSlotWithSnapshot(repl, s.slot.name);
         return { kind: 'stream', lsn: created.consistentPoint };
@@ -340,8 +347,8 @@ export class Connector {
     const query = this.#query!;
     // A new snapshot needs a new slot: only its creation exports a snapshot that matches its start.
     await dropSlot(query, s.slot.name);
-    const repl = await connect(s.postgres, { replication: true });
-    const snapClient = await connect(s.postgres, { applicationName: `pgcdc-${s.name}-snapshot` });
+    const repl = await this.#pg!.connect({ replication: true });
+    const snapClient = await this.#pg!.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
     let consistentPoint: Lsn;
     try {
       const slot = await createSlotWithSnapshot(repl, s.slot.name);
@@ -485,7 +492,7 @@ export class Connector {
       }
     };
 
-    this.#stream = new ReplicationStream(clientConfig(s.postgres, { replication: true }), {
+    this.#stream = new ReplicationStream(this.#pg!.clientConfig({ replication: true }), {
       onMessage: handle,
       onKeepalive: (walEnd, caughtUp) => {
         // Nothing of ours is open or unhandled before walEnd: once everything pushed so far is
@@ -584,6 +591,7 @@ export class Connector {
     await this.#producer?.disconnect().catch(() => undefined);
     await this.#admin?.disconnect().catch(() => undefined);
     await this.#query?.end().catch(() => undefined);
+    await this.#pg?.close().catch(() => undefined);
   }
 }
 

@@ -4,6 +4,7 @@ import type { PostgresSettings } from '../postgres/connection.ts';
 import type { KafkaSettings } from '../kafka/client.ts';
 import type { RegistrySettings } from '../registry/registry.ts';
 import type { TableRef } from '../postgres/catalog.ts';
+import type { SshSettings } from '../tunnel/ssh.ts';
 import type { AvroOptions } from '../avro/types.ts';
 
 export type SnapshotMode = 'initial' | 'never' | 'always' | 'initial_only' | 'when_needed';
@@ -11,6 +12,8 @@ export type SnapshotMode = 'initial' | 'never' | 'always' | 'initial_only' | 'wh
 export interface PipelineSettings {
   name: string;
   postgres: PostgresSettings & { schemas: string[] };
+  /** An SSH tunnel for every PostgreSQL connection (src/tunnel). */
+  ssh?: SshSettings;
   publication: { name: string; autoCreate: boolean };
   /** dropOnStop: drop the slot after a graceful stop (the next start snapshots again). */
   slot: { name: string; dropOnStop?: boolean };

@@ -1,8 +1,12 @@
 // Opening connections to PostgreSQL: one place that turns settings into a pg client, for the
-// query connections (catalog, snapshot) and the replication connection alike.
+// query connections (catalog, snapshot) and the replication connection alike — with libpq's
+// sslmode semantics, negotiated once per endpoint, and optionally through an SSH tunnel.
 import pg from 'pg';
 import { readFileSync, existsSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
+import { RetriableError, UserError } from '../errors.ts';
+import type { SshTunnel } from '../tunnel/ssh.ts';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
@@ -46,22 +50,49 @@ export function readPem(value: string): string {
   throw new Error('expected a file path, a PEM block or base64 of a PEM block');
 }
 
-function tlsOptions(s: PostgresSettings): ConnectionOptions | false {
+/**
+ * The TLS options of a TLS attempt under `s.sslmode`, as libpq checks it:
+ * - a root certificate (postgres.sslRootCert) makes every TLS attempt check the chain — libpq
+ *   loads it and verifies the peer in any mode, which is why `require` with a root certificate
+ *   behaves like `verify-ca`;
+ * - verify-ca and verify-full need the root certificate; only verify-full checks the host name;
+ * - without one, allow/prefer/require encrypt without checking who answers.
+ */
+export function tlsOptions(s: PostgresSettings): ConnectionOptions | false {
   if (s.sslmode === 'disable') return false;
-  const verify = s.sslmode === 'verify-ca' || s.sslmode === 'verify-full';
-  const tls: ConnectionOptions = { rejectUnauthorized: verify };
-  if (s.sslRootCert && verify) tls.ca = readPem(s.sslRootCert);
-  if (s.sslCert) tls.cert = readPem(s.sslCert);
-  if (s.sslKey) tls.key = readPem(s.sslKey);
+  const verifyName = s.sslmode === 'verify-full';
+  const verifyChain = verifyName || s.sslmode === 'verify-ca' || !!s.sslRootCert;
+  if ((s.sslmode === 'verify-ca' || verifyName) && !s.sslRootCert) {
+    throw new UserError(
+      `postgres.sslmode=${s.sslmode} needs postgres.sslRootCert (the CA that signed the server certificate)`,
+    );
+  }
+  const tls: ConnectionOptions = { rejectUnauthorized: verifyChain };
+  if (s.sslRootCert) tls.ca = readSetting(s.sslRootCert, 'postgres.sslRootCert');
+  if (s.sslCert) tls.cert = readSetting(s.sslCert, 'postgres.sslCert');
+  if (s.sslKey) tls.key = readSetting(s.sslKey, 'postgres.sslKey');
   if (s.sslKeyPassword) tls.passphrase = s.sslKeyPassword;
-  // verify-ca checks the chain but not the host name, as libpq does.
-  if (s.sslmode === 'verify-ca') tls.checkServerIdentity = () => undefined;
+  // The chain is checked (or not) by rejectUnauthorized; the name only with verify-full.
+  if (!verifyName) tls.checkServerIdentity = () => undefined;
   return tls;
+}
+
+function readSetting(value: string, name: string): string {
+  try {
+    return readPem(value);
+  } catch (err) {
+    throw new UserError(`${name}: ${(err as Error).message}`);
+  }
 }
 
 export function clientConfig(
   s: PostgresSettings,
-  opts: { replication?: boolean; applicationName?: string; ssl?: ConnectionOptions | false } = {},
+  opts: {
+    replication?: boolean;
+    applicationName?: string;
+    ssl?: ConnectionOptions | false;
+    stream?: () => Duplex;
+  } = {},
 ): pg.ClientConfig {
   const config: pg.ClientConfig = {
     host: s.host,
@@ -76,26 +107,141 @@ export function clientConfig(
     connectionTimeoutMillis: s.connectTimeoutMs ?? 10_000,
     keepAlive: true,
   };
+  if (opts.stream) config.stream = opts.stream as unknown as pg.ClientConfig['stream'];
   if (opts.replication) (config as Record<string, unknown>).replication = 'database';
   return config;
 }
 
-/** True when the server answered the SSL request with 'N' (no TLS). */
+/** The server answered the SSL request with 'N': it has no TLS. */
 function isNoTlsError(err: unknown): boolean {
   return err instanceof Error && /does not support SSL/i.test(err.message);
 }
 
+/** A failure of the TLS layer itself (handshake, certificate), not of the server's reply. */
+function isTlsError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return (
+    typeof code === 'string' &&
+    (/^ERR_(SSL|TLS|OSSL)_/.test(code) || TLS_CERT_CODES.has(code) || code === 'ECONNRESET')
+  );
+}
+
+/** The server refused the connection during start-up (an ErrorResponse with a SQLSTATE). */
+function isServerRefusal(err: unknown): boolean {
+  const e = err as { code?: unknown; severity?: unknown };
+  return typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
+}
+
+const TLS_CERT_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+]);
+
+/** One line that says what failed and what to check. Keeps the original as `cause`. */
+export function describePgError(err: unknown, s: PostgresSettings, ssl: boolean): Error {
+  if (!(err instanceof Error) || err instanceof UserError) return err as Error;
+  const e = err as Error & { code?: string };
+  const where = `PostgreSQL ${s.host}:${s.port}`;
+  const mode = `postgres.sslmode=${s.sslmode}`;
+  let message: string | null = null;
+  let retriable = false;
+  if (isNoTlsError(e)) {
+    message = `${where} does not accept TLS connections (${mode}); enable ssl on the server, or set postgres.sslmode=prefer or disable`;
+  } else if (e.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    message = `${where}: the server certificate does not match the host name ${s.host} (${e.message.replace(/^.*?: /, '')}); connect by a name the certificate lists, or use postgres.sslmode=verify-ca (${mode})`;
+  } else if (e.code && TLS_CERT_CODES.has(e.code)) {
+    message = `${where}: the server certificate is not trusted (${e.code}: ${e.message}); check postgres.sslRootCert (${mode})`;
+  } else if (e.code === 'ERR_OSSL_BAD_DECRYPT' || /bad decrypt|bad password read/i.test(e.message)) {
+    message = `${where}: cannot decrypt the client key postgres.sslKey; check postgres.sslKeyPassword`;
+  } else if (isTlsError(e) && ssl) {
+    message = `${where}: TLS connection failed (${e.code}: ${e.message}) (${mode})`;
+    retriable = e.code === 'ECONNRESET';
+  } else if (e.code === '28000' || e.code === '28P01') {
+    message = `${where} refused user ${s.user} on database ${s.database}: ${e.message}${ssl ? '' : ' (without TLS)'}`;
+  } else if (/password must be a string|no password supplied/i.test(e.message)) {
+    message = `${where} asks user ${s.user} for a password and postgres.password is not set${ssl ? '' : ' (without TLS)'}`;
+  } else if (e.code === '3D000') {
+    message = `${where}: ${e.message}; check postgres.database`;
+  } else if (
+    e.code === 'ECONNREFUSED' ||
+    e.code === 'ENOTFOUND' ||
+    e.code === 'EHOSTUNREACH' ||
+    e.code === 'ETIMEDOUT'
+  ) {
+    message = `${where} is unreachable (${e.code}); check postgres.host and postgres.port`;
+    retriable = true;
+  } else if (/timeout expired/i.test(e.message)) {
+    message = `${where} did not answer within postgres.connectTimeoutMs`;
+    retriable = true;
+  }
+  if (message === null) return e;
+  const out = retriable ? new RetriableError(message, { cause: e }) : new UserError(message, { cause: e });
+  return out;
+}
+
+export interface EndpointOptions {
+  /** Every connection goes through this tunnel (a forwarded channel per connection). */
+  tunnel?: SshTunnel | null;
+  log?: { info(msg: string, ctx?: Record<string, unknown>): void };
+}
+
 /**
- * Connects with libpq's sslmode semantics for the fallback modes: `prefer` tries TLS first and
- * falls back to plaintext when the server has no TLS; `allow` tries plaintext first and falls
- * back to TLS when the server refuses it.
+ * Where a connector's PostgreSQL connections come from. The first connect() negotiates TLS under
+ * libpq's sslmode rules (prefer: TLS, plaintext when the server has none; allow: plaintext, TLS
+ * when the server refuses plaintext) and every later connection — the replication connection
+ * that pg-logical-replication opens from clientConfig() included — reuses what was negotiated.
  */
-export async function connect(
-  s: PostgresSettings,
-  opts: { replication?: boolean; applicationName?: string } = {},
-): Promise<pg.Client> {
-  const attempt = async (ssl: ConnectionOptions | false): Promise<pg.Client> => {
-    const client = new pg.Client(clientConfig(s, { ...opts, ssl }));
+export class PostgresEndpoint {
+  readonly settings: PostgresSettings;
+  readonly #tunnel: SshTunnel | null;
+  readonly #log: EndpointOptions['log'];
+  /** undefined until negotiated. */
+  #ssl: ConnectionOptions | false | undefined;
+
+  constructor(s: PostgresSettings, opts: EndpointOptions = {}) {
+    this.settings = s;
+    this.#tunnel = opts.tunnel ?? null;
+    this.#log = opts.log;
+  }
+
+  /** Whether connections use TLS; undefined before the first connect(). */
+  get tls(): boolean | undefined {
+    return this.#ssl === undefined ? undefined : this.#ssl !== false;
+  }
+
+  get tunnel(): SshTunnel | null {
+    return this.#tunnel;
+  }
+
+  /** The pg configuration of a connection; connect() must have negotiated TLS before. */
+  clientConfig(opts: { replication?: boolean; applicationName?: string } = {}): pg.ClientConfig {
+    if (this.#ssl === undefined) throw new Error('PostgresEndpoint.clientConfig() before connect()');
+    return this.#config(this.#ssl, opts);
+  }
+
+  #config(ssl: ConnectionOptions | false, opts: { replication?: boolean; applicationName?: string }) {
+    const s = this.settings;
+    const stream = this.#tunnel?.streamFactory(s.host, s.port);
+    return clientConfig(s, { ...opts, ssl, ...(stream ? { stream } : {}) });
+  }
+
+  async #attempt(
+    ssl: ConnectionOptions | false,
+    opts: { replication?: boolean; applicationName?: string },
+  ): Promise<pg.Client> {
+    const client = new pg.Client(this.#config(ssl, opts));
+    // A connection lost while idle is reported by its next query (or by the caller's own
+    // 'error' listener); without a listener it would crash the process.
+    client.on('error', () => undefined);
     try {
       await client.connect();
       return client;
@@ -103,24 +249,59 @@ export async function connect(
       await client.end().catch(() => undefined);
       throw err;
     }
-  };
-  if (s.sslmode === 'prefer') {
-    try {
-      return await attempt(tlsOptions(s));
-    } catch (err) {
-      if (!isNoTlsError(err)) throw err;
-      return attempt(false);
-    }
   }
-  if (s.sslmode === 'allow') {
-    try {
-      return await attempt(false);
-    } catch (err) {
-      if (!(err instanceof Error) || !/no pg_hba.conf entry|SSL/i.test(err.message)) throw err;
-      return attempt({ rejectUnauthorized: false });
+
+  async connect(opts: { replication?: boolean; applicationName?: string } = {}): Promise<pg.Client> {
+    if (this.#ssl !== undefined) {
+      const ssl = this.#ssl;
+      return this.#attempt(ssl, opts).catch((err: unknown) => {
+        throw describePgError(err, this.settings, ssl !== false);
+      });
     }
+    const s = this.settings;
+    const tls = tlsOptions(s);
+    const first: ConnectionOptions | false = s.sslmode === 'allow' ? false : tls;
+    let client: pg.Client;
+    let used = first;
+    try {
+      client = await this.#attempt(first, opts);
+    } catch (err) {
+      const fallback =
+        (s.sslmode === 'prefer' && (isNoTlsError(err) || isTlsError(err) || isServerRefusal(err))) ||
+        (s.sslmode === 'allow' && isServerRefusal(err));
+      if (!fallback) throw describePgError(err, s, first !== false);
+      used = s.sslmode === 'allow' ? tls : false;
+      try {
+        client = await this.#attempt(used, opts);
+      } catch (err2) {
+        throw describePgError(err2, s, used !== false);
+      }
+    }
+    this.#ssl = used;
+    this.#log?.info('connected to PostgreSQL', {
+      host: s.host,
+      port: s.port,
+      sslmode: s.sslmode,
+      tls: used !== false,
+      ...(this.#tunnel ? { via: `ssh ${this.#tunnel.endpoint}` } : {}),
+    });
+    return client;
   }
-  return attempt(tlsOptions(s));
+
+  async close(): Promise<void> {
+    await this.#tunnel?.close();
+  }
+}
+
+/**
+ * One connection with libpq's sslmode semantics (a throwaway endpoint: nothing is shared with
+ * later connections; a connector uses one PostgresEndpoint for all of its connections).
+ */
+export async function connect(
+  s: PostgresSettings,
+  opts: { replication?: boolean; applicationName?: string } = {},
+): Promise<pg.Client> {
+  return new PostgresEndpoint(s).connect(opts);
 }
 
 /** Quotes an identifier for SQL text. */
