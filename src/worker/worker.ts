@@ -37,6 +37,23 @@ export interface RunOutcome {
   failure: Error | null;
 }
 
+/** Automatic restarts after a lost connection: at most this many in a row (backoff 1 s, 2 s, … 30 s). */
+const AUTO_RESTART_LIMIT = 8;
+const AUTO_RESTART_MAX_MS = 30_000;
+/** A run that lasted this long resets the count. */
+const AUTO_RESTART_RESET_MS = 120_000;
+
+/** A failure caused by a lost or unreachable connection, not by data or configuration. */
+export function isConnectionLoss(err: Error): boolean {
+  if ((err as { retriable?: unknown }).retriable === true) return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && ['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ETIMEDOUT'].includes(code))
+    return true;
+  return /Connection terminated unexpectedly|connection lost|terminating connection due to administrator command/i.test(
+    err.message,
+  );
+}
+
 /** Every configured secret value (passwords, keys, tokens) — what logs and the REST API must never show. */
 export function configSecrets(config: PgcdcConfig): string[] {
   const out: string[] = [];
@@ -127,6 +144,7 @@ export class Worker {
   async #loop(): Promise<RunOutcome> {
     for (;;) {
       const connector = this.#connector;
+      const startedAt = Date.now();
       for (const f of this.#onStarted.splice(0)) f();
       let error: Error | null = null;
       try {
@@ -141,6 +159,26 @@ export class Worker {
       }
       if (!error) return { failure: null };
       if (this.#stopRequested) return { failure: error };
+      if (isConnectionLoss(error)) {
+        // A lost connection (database restart, dropped SSH tunnel, network blip): start a new
+        // instance from the stored offset after a backoff, as a pod restart would, but sooner.
+        const ranMs = Date.now() - startedAt;
+        if (ranMs > AUTO_RESTART_RESET_MS) this.#autoRestarts = 0;
+        if (this.#autoRestarts < AUTO_RESTART_LIMIT) {
+          const delayMs = Math.min(AUTO_RESTART_MAX_MS, 1000 * 2 ** this.#autoRestarts++);
+          this.#log.warn('connection lost; restarting the connector from its stored offset', {
+            err: error,
+            attempt: this.#autoRestarts,
+            retryInMs: delayMs,
+          });
+          this.#restarting = true;
+          const why = await this.#sleepUnlessStopped(delayMs);
+          this.#restarting = false;
+          if (why === 'stop') return { failure: null };
+          this.#connector = this.#newConnector();
+          continue;
+        }
+      }
 
       this.#failure = error;
       this.#failedAt = Date.now();
@@ -260,6 +298,22 @@ export class Worker {
 
   #redact(text: string): string {
     return redactText(text, this.secrets);
+  }
+
+  #autoRestarts = 0;
+
+  /** Waits `ms`; resolves early with 'stop' when stop() is called. */
+  #sleepUnlessStopped(ms: number): Promise<'stop' | 'timeout'> {
+    if (this.#stopRequested) return Promise.resolve('stop');
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done('timeout'), ms);
+      const done = (why: 'restart' | 'stop' | 'timeout'): void => {
+        clearTimeout(timer);
+        this.#wake = null;
+        resolve(why === 'stop' ? 'stop' : 'timeout');
+      };
+      this.#wake = done;
+    });
   }
 
   #waitAfterFailure(): Promise<'restart' | 'stop' | 'timeout'> {
