@@ -45,7 +45,7 @@ export async function stackUp(): Promise<StackEnv> {
   return withStackLock(async () => {
     const state = loadState();
     // Ports first, one at a time, so that the parallel starts below don't race for them.
-    for (const key of ['postgres', 'kafka', 'kafkaController', 'registry'] as const)
+    for (const key of ['postgres', 'kafka', 'kafkaController', 'kafkaSasl', 'kafkaSsl', 'registry'] as const)
       await allocatePort(state, key);
     const results = await Promise.allSettled(Object.values(servers).map((s) => s.up(state)));
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));

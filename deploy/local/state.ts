@@ -8,6 +8,9 @@ export interface StackPorts {
   postgres?: number;
   kafka?: number;
   kafkaController?: number;
+  /** SASL_SSL listener (PLAIN, SCRAM-SHA-256/512) and SSL listener (client certificate required). */
+  kafkaSasl?: number;
+  kafkaSsl?: number;
   registry?: number;
 }
 
@@ -15,6 +18,10 @@ export interface StackState {
   ports: StackPorts;
   pgPassword?: string;
   kafkaClusterId?: string;
+  /** Password of the Kafka SASL user (PLAIN and SCRAM). */
+  kafkaSaslPassword?: string;
+  /** The SCRAM credentials of the SASL user exist in the cluster's metadata. */
+  kafkaScramReady?: boolean;
 }
 
 /** What tests and shells need to reach the stack. Variable names are the keys. */
@@ -28,6 +35,17 @@ export interface StackEnv {
   PGCDC_PG_SSL_CLIENT_CERT: string;
   PGCDC_PG_SSL_CLIENT_KEY: string;
   PGCDC_KAFKA_BROKERS: string;
+  /**
+   * SASL_SSL listener: user/password for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512; CA below. (Named
+   * apart from pgcdc's own PGCDC_KAFKA_SASL_PASSWORD/PGCDC_KAFKA_SSL_* settings, so an evaluated
+   * stack environment configures no worker by accident.)
+   */
+  PGCDC_KAFKA_SASL_BROKERS: string;
+  PGCDC_KAFKA_SASL_USER: string;
+  PGCDC_KAFKA_SASL_USER_PASSWORD: string;
+  /** SSL listener that requires a client certificate (the PGCDC_PG_SSL_CLIENT_* pair works). */
+  PGCDC_KAFKA_TLS_BROKERS: string;
+  PGCDC_KAFKA_TLS_CA: string;
   PGCDC_REGISTRY_URL: string;
   PGCDC_STACK_DIR: string;
 }
@@ -42,6 +60,11 @@ export const STACK_ENV_KEYS = [
   'PGCDC_PG_SSL_CLIENT_CERT',
   'PGCDC_PG_SSL_CLIENT_KEY',
   'PGCDC_KAFKA_BROKERS',
+  'PGCDC_KAFKA_SASL_BROKERS',
+  'PGCDC_KAFKA_SASL_USER',
+  'PGCDC_KAFKA_SASL_USER_PASSWORD',
+  'PGCDC_KAFKA_TLS_BROKERS',
+  'PGCDC_KAFKA_TLS_CA',
   'PGCDC_REGISTRY_URL',
   'PGCDC_STACK_DIR',
 ] as const satisfies readonly (keyof StackEnv)[];
@@ -52,6 +75,7 @@ export const tlsDir = path.join(stackDir, 'tls');
 export const PG_SUPERUSER = 'postgres';
 export const PG_DATABASE = 'pgcdc';
 export const PG_CERT_USER = 'pgcdc_cert';
+export const KAFKA_SASL_USER = 'pgcdc';
 
 export function loadState(): StackState {
   const state = readJson<StackState>(stateFile);
@@ -82,8 +106,16 @@ export async function allocatePort(
 }
 
 export function computeEnv(state: StackState): StackEnv {
-  const { postgres, kafka, registry } = state.ports;
-  if (!postgres || !kafka || !registry || !state.pgPassword) {
+  const { postgres, kafka, kafkaSasl, kafkaSsl, registry } = state.ports;
+  if (
+    !postgres ||
+    !kafka ||
+    !kafkaSasl ||
+    !kafkaSsl ||
+    !registry ||
+    !state.pgPassword ||
+    !state.kafkaSaslPassword
+  ) {
     throw new Error('local stack is not running: run ./dev stack up');
   }
   return {
@@ -96,6 +128,11 @@ export function computeEnv(state: StackState): StackEnv {
     PGCDC_PG_SSL_CLIENT_CERT: path.join(tlsDir, 'client.crt'),
     PGCDC_PG_SSL_CLIENT_KEY: path.join(tlsDir, 'client.key'),
     PGCDC_KAFKA_BROKERS: `127.0.0.1:${kafka}`,
+    PGCDC_KAFKA_SASL_BROKERS: `127.0.0.1:${kafkaSasl}`,
+    PGCDC_KAFKA_SASL_USER: KAFKA_SASL_USER,
+    PGCDC_KAFKA_SASL_USER_PASSWORD: state.kafkaSaslPassword,
+    PGCDC_KAFKA_TLS_BROKERS: `127.0.0.1:${kafkaSsl}`,
+    PGCDC_KAFKA_TLS_CA: path.join(tlsDir, 'ca.crt'),
     PGCDC_REGISTRY_URL: `http://127.0.0.1:${registry}/apis/ccompat/v7`,
     PGCDC_STACK_DIR: stackDir,
   };

@@ -1,5 +1,6 @@
 // The Kafka client, producer and admin, configured once from the connector's settings.
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type Producer, type SASLOptions } from 'kafkajs';
+import { UserError } from '../errors.ts';
 import { readPem } from '../postgres/connection.ts';
 
 export interface KafkaSettings {
@@ -45,6 +46,71 @@ export function kafkaClient(s: KafkaSettings, hooks: { onRetry?: () => void } = 
     } as SASLOptions;
   }
   return new Kafka(config);
+}
+
+/**
+ * Connects a kafkajs admin, producer or consumer; a refused login, a certificate problem or an
+ * unreachable broker becomes one line that names the setting to check.
+ */
+export async function connectKafka(client: { connect(): Promise<void> }, s: KafkaSettings): Promise<void> {
+  try {
+    await client.connect();
+  } catch (err) {
+    throw describeKafkaError(err, s);
+  }
+}
+
+/** The innermost cause of a kafkajs error (retries wrap the original failure). */
+function rootCause(err: unknown): Error & { code?: string; type?: string } {
+  let e = err as Error & { originalError?: unknown; cause?: unknown };
+  for (let i = 0; i < 5; i++) {
+    const next = e.originalError ?? e.cause;
+    if (!(next instanceof Error)) break;
+    e = next as typeof e;
+  }
+  return e;
+}
+
+export function describeKafkaError(err: unknown, s: KafkaSettings): Error {
+  if (!(err instanceof Error) || err instanceof UserError) return err as Error;
+  const brokers = s.brokers.join(',');
+  const mechanism = s.sasl?.mechanism ?? 'none';
+  const all = [err, rootCause(err)] as Array<Error & { code?: string; type?: string }>;
+  const text = all.map((e) => `${e.name} ${e.message} ${e.code ?? ''} ${e.type ?? ''}`).join(' ');
+  if (
+    all.some((e) => e.name === 'KafkaJSSASLAuthenticationError') ||
+    /SASL_AUTHENTICATION_FAILED/.test(text)
+  ) {
+    return new UserError(
+      `Kafka ${brokers} refused the SASL ${mechanism.toUpperCase()} login of user ${s.sasl?.username ?? ''}: ` +
+        `${firstLine(rootCause(err).message).replace(/^SASL \S+ (SHA\d+ )?authentication failed: /i, '')}; ` +
+        'check kafka.sasl.username/password and kafka.sasl.mechanism',
+    );
+  }
+  if (/UNSUPPORTED_SASL_MECHANISM|ILLEGAL_SASL_STATE/.test(text)) {
+    return new UserError(
+      `Kafka ${brokers} does not accept SASL mechanism ${mechanism}; check kafka.sasl.mechanism`,
+    );
+  }
+  const cause = rootCause(err);
+  if (cause.code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return new UserError(
+      `Kafka ${brokers}: the broker certificate does not match its host name (${firstLine(cause.message)})`,
+    );
+  }
+  if (
+    /certificate|self.signed|unable to (get|verify)/i.test(cause.message) ||
+    /^(ERR_SSL|ERR_TLS|CERT_|UNABLE_TO|DEPTH_ZERO|SELF_SIGNED)/.test(cause.code ?? '')
+  ) {
+    return new UserError(
+      `Kafka ${brokers}: TLS failed (${firstLine(cause.message)}); check kafka.ssl.ca (and kafka.ssl.cert/key when the broker requires a client certificate)`,
+    );
+  }
+  return err;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0]!.trim();
 }
 
 /**

@@ -7,7 +7,7 @@ import { CompressionTypes } from 'kafkajs';
 import type { ChangeEvent, Relation, Row } from '../change/event.ts';
 import { UserError } from '../errors.ts';
 import { Batcher, type OutRecord } from '../kafka/batcher.ts';
-import { durableProducer, kafkaClient } from '../kafka/client.ts';
+import { connectKafka, durableProducer, kafkaClient } from '../kafka/client.ts';
 import { OffsetStore, type OffsetRecord, type SnapshotState } from '../kafka/offsets.ts';
 import { Topics } from '../kafka/topics.ts';
 import {
@@ -215,10 +215,10 @@ export class Connector {
 
     const kafka = kafkaClient(s.kafka, { onRetry: () => this.#observer.onKafkaRetry?.() });
     this.#admin = kafka.admin();
-    await this.#admin.connect();
+    await connectKafka(this.#admin, s.kafka);
     const topics = new Topics(this.#admin, s.topics);
     this.#producer = durableProducer(kafka);
-    await this.#producer.connect();
+    await connectKafka(this.#producer, s.kafka);
     const producer = this.#producer;
     const compression = s.kafka.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
     this.#batcher = new Batcher(
