@@ -10,11 +10,15 @@ import { WalGuard } from '../worker/wal-guard.ts';
 import { createMetrics } from '../worker/metrics.ts';
 import { Liveness, startHttpServer, type HttpServer } from '../worker/http.ts';
 import { ProgressReporter } from '../worker/progress.ts';
+import { checkCommand, preflightBeforeRun } from './check.ts';
+import { discoverCommand } from './discover.ts';
 
 const USAGE = `pgcdc ${PGCDC_VERSION} — PostgreSQL change data capture to Kafka
 
 Usage:
   pgcdc run [--config FILE] [--<setting>=<value> ...]   stream the database into Kafka
+  pgcdc check [--config FILE] [--fix] [--json]          check every prerequisite (exit 0: all passed)
+  pgcdc discover [--config FILE] [--json]               list the tables and print a tables.include list
   pgcdc --version | --help
 
 Settings come from the config file, then PGCDC_* environment variables, then --<setting> flags
@@ -23,6 +27,13 @@ Settings come from the config file, then PGCDC_* environment variables, then --<
   --exit-on-failure-after=SECONDS|never   after the connector fails, keep reporting FAILED on the
       HTTP API this long, then exit non-zero (default 120; 0 without the HTTP server). 'never' keeps
       the process up until a restart through the API or a signal. Also PGCDC_EXIT_ON_FAILURE_AFTER.
+  --skip-checks   run: start without the prerequisite checks (see pgcdc check). Also PGCDC_SKIP_CHECKS=true.
+  --fix           check: create the publication / add missing tables, REPLICA IDENTITY FULL on
+      tables without a primary key, as far as the user's privileges allow.
+  --json          check, discover: machine-readable output.
+
+check and discover need only the postgres.* settings (check also tries Kafka and the registry
+when they are set). See docs/prerequisites.md.
 `;
 
 /** Default time a FAILED connector stays visible (status, readyz, metrics) before the process exits. */
@@ -49,6 +60,9 @@ export async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean' },
       'exit-on-failure-after': { type: 'string' },
+      'skip-checks': { type: 'boolean' },
+      fix: { type: 'boolean' },
+      json: { type: 'boolean' },
     },
     strict: false,
     allowPositionals: true,
@@ -62,11 +76,23 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command || values.help ? 0 : 2;
   }
+  const file = typeof values.config === 'string' ? values.config : process.env.PGCDC_CONFIG;
+  if (command === 'check') {
+    return checkCommand({
+      file,
+      env: process.env,
+      args: argv,
+      fix: values.fix === true,
+      json: values.json === true,
+    });
+  }
+  if (command === 'discover') {
+    return discoverCommand({ file, env: process.env, args: argv, json: values.json === true });
+  }
   if (command !== 'run') {
     process.stderr.write(`pgcdc: unknown command '${command}'; see pgcdc --help\n`);
     return 2;
   }
-  const file = typeof values.config === 'string' ? values.config : process.env.PGCDC_CONFIG;
   const config = loadConfig({ file, env: process.env, args: argv });
   const log = createLogger({
     connector: config.name,
@@ -75,6 +101,11 @@ export async function main(argv: string[]): Promise<number> {
     secrets: configSecrets(config),
   });
   log.debug('configuration', { config: redactedConfig(config) });
+  const skipChecks =
+    values['skip-checks'] === true || /^(1|true|yes)$/i.test(process.env.PGCDC_SKIP_CHECKS ?? '');
+  // The prerequisites (wal_level, privileges, publication, replica identity, slot): refuse to start
+  // with the same lines as pgcdc check rather than fail later, half-way into a snapshot.
+  if (!skipChecks && !(await preflightBeforeRun(config, log))) return 2;
   const graceArg = values['exit-on-failure-after'];
   const worker = new Worker(config, log, {
     failureGraceMs: failureGraceMs(

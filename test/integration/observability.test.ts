@@ -263,6 +263,9 @@ describe('observability', () => {
       PGCDC_HTTP_PORT: String(port),
       PGCDC_HTTP_HOST: '127.0.0.1',
       PGCDC_EXIT_ON_FAILURE_AFTER: 'never',
+      // Past the start-up checks (which refuse a missing publication before starting), so that
+      // the connector itself fails and reports it.
+      PGCDC_SKIP_CHECKS: 'true',
     });
     const w = spawnWorker(env);
     children.push(w.child);

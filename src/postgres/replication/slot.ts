@@ -2,8 +2,10 @@
 // meet at exactly one point. pg-logical-replication cannot create slots (let alone export a
 // snapshot), so this runs CREATE_REPLICATION_SLOT over a `pg` replication connection.
 import type pg from 'pg';
-import { ident } from '../connection.ts';
+import { UserError } from '../../errors.ts';
+import { ident, literal } from '../connection.ts';
 import { parseLsn, type Lsn } from '../lsn.ts';
+import { walLevelFix } from '../preflight/rules.ts';
 
 export interface CreatedSlot {
   name: string;
@@ -17,15 +19,77 @@ export async function createSlotWithSnapshot(
   replicationClient: pg.Client,
   slot: string,
 ): Promise<CreatedSlot> {
-  const res = await replicationClient.query(
-    `CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput (SNAPSHOT 'export')`,
-  );
+  let res: pg.QueryResult;
+  try {
+    res = await replicationClient.query(
+      `CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput (SNAPSHOT 'export')`,
+    );
+  } catch (err) {
+    // Before PostgreSQL 15 the options have no parentheses (the old form is still accepted after).
+    if ((err as { code?: string }).code !== '42601') throw slotError(err, slot);
+    res = await replicationClient
+      .query(`CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`)
+      .catch((e: unknown) => {
+        throw slotError(e, slot);
+      });
+  }
   const row = res.rows[0] as { slot_name: string; consistent_point: string; snapshot_name: string };
   return {
     name: row.slot_name,
     consistentPoint: parseLsn(row.consistent_point),
     snapshotName: row.snapshot_name,
   };
+}
+
+/**
+ * The server's refusals to create a slot as one-line UserErrors with the fix (what `pgcdc check`
+ * reports before a start); anything else is returned as it is.
+ */
+export function slotError(err: unknown, slot: string): Error {
+  const e = err as Error & { code?: string };
+  if (!(err instanceof Error)) return new Error(String(err));
+  const msg = e.message.split('\n')[0];
+  const drop = `SELECT pg_drop_replication_slot(${literal(slot)});`;
+  if (e.code === '53400' || /all replication slots are in use/i.test(msg!)) {
+    return new UserError(
+      `cannot create replication slot ${slot}: all replication slots are in use (max_replication_slots); ` +
+        `drop an unused one (SELECT slot_name, active FROM pg_replication_slots; then SELECT pg_drop_replication_slot('<name>');) ` +
+        'or raise max_replication_slots and restart PostgreSQL',
+      { cause: e },
+    );
+  }
+  if (e.code === '42710') {
+    return new UserError(
+      `replication slot ${slot} already exists (another worker may be creating it); set slot.name, or drop it: ${drop}`,
+      { cause: e },
+    );
+  }
+  if (/wal_level/i.test(msg!)) {
+    return new UserError(
+      `cannot create replication slot ${slot}: ${msg}; fix: ${walLevelFix('self-hosted')}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  if (/in recovery|standby/i.test(msg!)) {
+    return new UserError(`cannot create replication slot ${slot}: ${msg}; set postgres.host to the primary`, {
+      cause: e,
+    });
+  }
+  if (e.code === '42501') {
+    return new UserError(
+      `cannot create replication slot ${slot}: ${msg}; give postgres.user the REPLICATION attribute ` +
+        '(ALTER ROLE <user> WITH REPLICATION; on RDS/Aurora: GRANT rds_replication TO <user>;)',
+      { cause: e },
+    );
+  }
+  if (e.code === '42602') {
+    return new UserError(`slot.name ${slot}: ${msg}; use lower-case letters, digits and underscores only`, {
+      cause: e,
+    });
+  }
+  return e;
 }
 
 export interface SlotInfo {
