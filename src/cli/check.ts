@@ -150,6 +150,14 @@ export async function preflightBeforeRun(
   const started = Date.now();
   const report = await runPreflight(config, { applicationName: `pgcdc-${config.name}-check`, log });
   const warnings = report.results.filter((r) => r.status === 'warning');
+  const failures = report.results.filter((r) => r.status === 'failed');
+  if (failures.length > 0 && failures.every((r) => r.transient)) {
+    // PostgreSQL unreachable or starting: the worker retries its connection (with backoff) and
+    // reports it, as it does when the connection is lost later; refusing would only crash-loop.
+    for (const f of failures)
+      log.warn(`prerequisite checks skipped: ${formatLine(f).replace(/^failed\s+/, '')}`);
+    return true;
+  }
   if (!passed(report.results)) {
     const shown = report.results.filter((r) => r.status !== 'ok');
     err.write(

@@ -92,6 +92,9 @@ export async function runPreflight(
 
 const SILENT = { info: () => undefined, warn: () => undefined };
 
+/** Connection failures that may pass on their own (not a wrong setting or privilege). */
+const TRANSIENT = new Set(['unreachable', 'timeout', 'dns', 'reset', 'starting', 'too_many_connections']);
+
 /**
  * Opens the query connection the checks use, as the worker opens its own (TLS negotiated under
  * postgres.sslmode, through the SSH tunnel when ssh.enabled); a failure becomes the `connection` line.
@@ -109,7 +112,8 @@ export async function connectForChecks(
   } catch (err) {
     await endpoint?.close().catch(() => undefined);
     const p = describeConnectError(err, cfg.postgres);
-    return { result: failed('connection', p.message, p.fix) };
+    const transient = TRANSIENT.has(p.kind);
+    return { result: { ...failed('connection', p.message, p.fix), ...(transient && { transient }) } };
   }
 }
 

@@ -10,7 +10,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
-import { freePort } from '../support/cli.ts';
+import { exited, freePort, spawnWorker } from '../support/cli.ts';
 import { pgClient, stackSettings, uniqueName, workerEnv } from '../support/pipeline.ts';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
@@ -462,5 +462,22 @@ describe('pgcdc check', () => {
       `pgcdc_${e.PGCDC_NAME}`,
     ]);
     assert.equal(slot.rowCount, 0);
+  });
+  test('pgcdc run with PostgreSQL unreachable: not refused (the worker retries), the line is logged', async () => {
+    const port = await freePort();
+    const w = spawnWorker(env([t.keyed], { PGCDC_POSTGRES_PORT: String(port), PGCDC_HTTP_PORT: '0' }));
+    try {
+      for (let i = 0; i < 100 && !/prerequisite checks skipped/.test(w.output()); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(
+        w.output(),
+        new RegExp(`prerequisite checks skipped: connection +connection refused by 127\\.0\\.0\\.1:${port}`),
+      );
+      assert.doesNotMatch(w.output(), /not starting/);
+    } finally {
+      w.child.kill('SIGTERM');
+      await exited(w.child);
+    }
   });
 });

@@ -51,6 +51,8 @@ export interface CheckResult {
   fix?: string;
   /** The table a per-table line is about (`schema.table`). */
   table?: string;
+  /** A failure that may pass on its own (server unreachable or starting): `run` starts and retries. */
+  transient?: boolean;
 }
 
 /** A change `pgcdc check --fix` made (or could not make). */
