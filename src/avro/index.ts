@@ -21,6 +21,7 @@ export {
   type PgTypeInfo,
   type PgTypeKind,
   type ResolvedAvroOptions,
+  type TimePrecision,
   type ToastRepresentation,
   type TypeLookup,
 } from './types.ts';

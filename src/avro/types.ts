@@ -5,6 +5,7 @@ import type { Column } from '../change/event.ts';
 import { DataError } from './errors.ts';
 import {
   isNumericSpecial,
+  microsToMillis,
   numericToDecimalBytes,
   parseArray,
   parseBool,
@@ -157,6 +158,7 @@ export function withBuiltins(lookup: TypeLookup | undefined): TypeLookup {
 export type DecimalHandling = 'precise' | 'string' | 'double';
 export type BinaryHandling = 'bytes' | 'base64' | 'hex';
 export type ArrayHandling = 'array' | 'string';
+export type TimePrecision = 'micros' | 'millis';
 
 export interface AvroOptions {
   /** numeric: 'precise' (default) Avro decimal when declared numeric(p,s), else string; 'string'; 'double'. */
@@ -167,6 +169,12 @@ export interface AvroOptions {
   arrayHandling?: ArrayHandling;
   /** Stands in for unchanged TOASTed values; default {@link DEFAULT_TOAST_PLACEHOLDER}. */
   toastPlaceholder?: string;
+  /**
+   * time/timestamp/timestamptz: 'micros' (default, lossless: time-micros, local-timestamp-micros,
+   * timestamp-micros) or 'millis' (time-millis, local-timestamp-millis, timestamp-millis; the
+   * microseconds are floored to the millisecond).
+   */
+  timePrecision?: TimePrecision;
 }
 
 export const DEFAULT_TOAST_PLACEHOLDER = '__debezium_unavailable_value';
@@ -176,6 +184,7 @@ export interface ResolvedAvroOptions {
   binaryHandling: BinaryHandling;
   arrayHandling: ArrayHandling;
   toastPlaceholder: string;
+  timePrecision: TimePrecision;
 }
 
 export function resolveAvroOptions(options: AvroOptions | undefined): ResolvedAvroOptions {
@@ -192,6 +201,7 @@ export function resolveAvroOptions(options: AvroOptions | undefined): ResolvedAv
     binaryHandling: pick('binaryHandling', o.binaryHandling, ['bytes', 'base64', 'hex']),
     arrayHandling: pick('arrayHandling', o.arrayHandling, ['array', 'string']),
     toastPlaceholder: o.toastPlaceholder ?? DEFAULT_TOAST_PLACEHOLDER,
+    timePrecision: pick('timePrecision', o.timePrecision, ['micros', 'millis']),
   };
 }
 
@@ -295,6 +305,64 @@ function byteaPlan(o: ResolvedAvroOptions): Plan {
   }
 }
 
+/**
+ * time, timestamp, timestamptz. 'micros' is lossless. 'millis' floors to the millisecond (toward
+ * −∞, so a BC instant stays inside its millisecond); the ±infinity sentinels stay long max/min.
+ */
+function timePlan(name: 'time' | 'timestamp' | 'timestamptz', precision: TimePrecision): Plan {
+  if (precision === 'micros') {
+    switch (name) {
+      case 'time':
+        return {
+          schema: { type: 'long', logicalType: 'time-micros', 'connect.name': 'io.debezium.time.MicroTime' },
+          convert: parseTime,
+          toast: 'none',
+        };
+      case 'timestamp':
+        return {
+          schema: {
+            type: 'long',
+            logicalType: 'local-timestamp-micros',
+            'connect.name': 'io.debezium.time.MicroTimestamp',
+          },
+          convert: parseTimestamp,
+          toast: 'none',
+        };
+      default:
+        return {
+          schema: { type: 'long', logicalType: 'timestamp-micros' },
+          convert: parseTimestamptz,
+          toast: 'none',
+        };
+    }
+  }
+  switch (name) {
+    case 'time':
+      return {
+        // 24:00:00 is 86 400 000 ms: fits an int.
+        schema: { type: 'int', logicalType: 'time-millis', 'connect.name': 'io.debezium.time.Time' },
+        convert: (text) => Number(parseTime(text) / 1000n),
+        toast: 'none',
+      };
+    case 'timestamp':
+      return {
+        schema: {
+          type: 'long',
+          logicalType: 'local-timestamp-millis',
+          'connect.name': 'io.debezium.time.Timestamp',
+        },
+        convert: (text) => microsToMillis(parseTimestamp(text)),
+        toast: 'none',
+      };
+    default:
+      return {
+        schema: { type: 'long', logicalType: 'timestamp-millis' },
+        convert: (text) => microsToMillis(parseTimestamptz(text)),
+        toast: 'none',
+      };
+  }
+}
+
 function basePlan(
   info: PgTypeInfo,
   typeMod: number,
@@ -327,27 +395,9 @@ function basePlan(
         toast: 'none',
       };
     case 'time':
-      return {
-        schema: { type: 'long', logicalType: 'time-micros', 'connect.name': 'io.debezium.time.MicroTime' },
-        convert: parseTime,
-        toast: 'none',
-      };
     case 'timestamp':
-      return {
-        schema: {
-          type: 'long',
-          logicalType: 'local-timestamp-micros',
-          'connect.name': 'io.debezium.time.MicroTimestamp',
-        },
-        convert: parseTimestamp,
-        toast: 'none',
-      };
     case 'timestamptz':
-      return {
-        schema: { type: 'long', logicalType: 'timestamp-micros' },
-        convert: parseTimestamptz,
-        toast: 'none',
-      };
+      return timePlan(info.name, o.timePrecision);
     case 'timetz':
       return stringWith({ 'connect.name': 'io.debezium.time.ZonedTime' });
     case 'interval':

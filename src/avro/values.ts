@@ -236,6 +236,16 @@ function timestampMicros(text: string, withZone: boolean): bigint {
   return micros;
 }
 
+/**
+ * Microseconds → milliseconds, floored (toward −∞); the ±infinity sentinels (long max/min) stay
+ * as they are.
+ */
+export function microsToMillis(micros: bigint): bigint {
+  if (micros === LONG_MAX || micros === LONG_MIN) return micros;
+  const q = micros / 1000n;
+  return micros < 0n && q * 1000n !== micros ? q - 1n : q;
+}
+
 /** timestamp (without time zone) → microseconds since 1970-01-01 00:00 of the same wall clock. */
 export function parseTimestamp(text: string): bigint {
   return timestampMicros(text, false);

@@ -272,7 +272,8 @@ export class Connector {
       if (stored) this.#position = { ...stored };
       if (stored?.snapshot?.state === 'done') this.snapshot.state = 'completed';
     }
-    if (this.#stopRequested) {
+    // A failure during the snapshot (e.g. Kafka refusing a record) ends the run: never start streaming after it.
+    if (this.#stopRequested || this.#failure) {
       await this.#drain();
       return;
     }

@@ -3,10 +3,12 @@
 // shape and registered under <topic>-key / <topic>-value (TopicNameStrategy).
 import type { ChangeEvent, Relation } from '../change/event.ts';
 import { compileRelation, envelopeValue, toAvroKey, type CompiledRelation } from '../avro/envelope.ts';
+import { describeSchemaChange } from '../avro/diff.ts';
+import { UserError } from '../errors.ts';
 import type { OutRecord } from '../kafka/batcher.ts';
 import type { Topics } from '../kafka/topics.ts';
 import type { TypeCatalog } from '../postgres/types.ts';
-import { confluentFrame, type Registry } from '../registry/registry.ts';
+import { IncompatibleSchemaError, confluentFrame, type Registry } from '../registry/registry.ts';
 import type { PipelineSettings } from './settings.ts';
 
 interface Prepared {
@@ -15,6 +17,13 @@ interface Prepared {
   keyId: number | null;
   valueId: number;
 }
+
+/**
+ * max.message.bytes of the topics pgcdc creates. Kafka's default (1 MiB) refuses a row with a
+ * multi-megabyte TOASTed value; a PostgreSQL row can be far larger than that. Topics that exist
+ * already keep their own setting (see docs/types.md, "Large values").
+ */
+export const TOPIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 export const topicFor = (prefix: string, r: { schema: string; table: string }): string =>
   `${prefix}.${r.schema}.${r.table}`;
@@ -84,13 +93,80 @@ export class Encoder {
       },
     });
     const topic = topicFor(s.topics.prefix, relation);
-    await this.#topics.ensure(topic);
-    const [keyId, valueId] = await Promise.all([
-      compiled.schemas.key
-        ? this.#registry.register(`${topic}-key`, JSON.stringify(compiled.schemas.key))
-        : null,
-      this.#registry.register(`${topic}-value`, JSON.stringify(compiled.schemas.value)),
-    ]);
+    await this.#topics.ensure(topic, [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }]);
+    // Key first, then value, one at a time: a refused change names the first subject it breaks.
+    const keyId = compiled.schemas.key
+      ? await this.#register(relation, `${topic}-key`, compiled.schemas.key, 'key')
+      : null;
+    const valueId = await this.#register(relation, `${topic}-value`, compiled.schemas.value, 'value');
     return { compiled, topic, keyId, valueId };
   }
+
+  async #register(
+    relation: Relation,
+    subject: string,
+    schema: object,
+    kind: 'key' | 'value',
+  ): Promise<number> {
+    const text = JSON.stringify(schema);
+    try {
+      return await this.#registry.register(subject, text);
+    } catch (err) {
+      if (!(err instanceof IncompatibleSchemaError)) throw err;
+      throw await this.#incompatible(relation, subject, schema, kind, err);
+    }
+  }
+
+  /**
+   * One line for a refused schema change: the table, what changed (from the subject's latest
+   * registered version), the registry's rule, and the ways out. Nothing past the change has been
+   * confirmed to PostgreSQL, so acting on it and restarting loses nothing.
+   */
+  async #incompatible(
+    relation: Relation,
+    subject: string,
+    schema: object,
+    kind: 'key' | 'value',
+    err: IncompatibleSchemaError,
+  ): Promise<UserError> {
+    const table = `${relation.schema}.${relation.table}`;
+    let changes: string[] = [];
+    let rule = 'its compatibility rule';
+    try {
+      const latest = await this.#registry.latestSchema(subject);
+      if (latest) changes = describeSchemaChange(JSON.parse(latest), schema, kind);
+      const c = await this.#registry.compatibility(subject);
+      if (c.effective) {
+        rule = `compatibility ${c.effective}`;
+        if (c.global && c.global !== c.effective)
+          rule += ` (set on the subject; the registry-wide level is ${c.global})`;
+      }
+    } catch {
+      // The explanation is best effort; the refusal itself is what matters.
+    }
+    const what = changes.length > 0 ? changes.join('; ') : 'the schema changed';
+    return new UserError(
+      `incompatible schema change on table ${table}: ${what} — the schema registry refused it as a new version of ` +
+        `subject ${subject} under ${rule} (${err.registryMessage}). The worker stopped before confirming anything ` +
+        `past this change. To let it through, set the subject's compatibility to NONE (${noneCommand(this.#registry.url, subject)}) ` +
+        `and restart; or restart with a new topics.prefix (new topics and subjects); ` +
+        `see docs/schema-evolution.md`,
+    );
+  }
+}
+
+/**
+ * How to set one subject's compatibility to NONE. Confluent: `PUT /config/{subject}`. Apicurio
+ * (its ccompat API lives under /apis/ccompat/v7) deletes the subject's rule on that request, so its
+ * registry-wide rule applies again: there, NONE is an artifact rule of its own v3 API.
+ */
+export function noneCommand(url: string, subject: string): string {
+  const apicurio = /^(.*)\/apis\/ccompat\/v\d+$/.exec(url);
+  if (apicurio) {
+    return (
+      `Apicurio: curl -X POST -H 'Content-Type: application/json' -d '{"ruleType":"COMPATIBILITY","config":"NONE"}' ` +
+      `${apicurio[1]}/apis/registry/v3/groups/default/artifacts/${encodeURIComponent(subject)}/rules`
+    );
+  }
+  return `curl -X PUT -H 'Content-Type: application/vnd.schemaregistry.v1+json' -d '{"compatibility":"NONE"}' ${url}/config/${encodeURIComponent(subject)}`;
 }
