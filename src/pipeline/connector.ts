@@ -466,7 +466,7 @@ export class Connector {
           if (!tx) throw new Error(`pgoutput ${msg.tag} outside a transaction`);
           for (const event of changeEvents(msg, relations, tx, walStart, s.topics.truncateEvents)) {
             const seq = tx.seq++;
-            if (seq < tx.skipBelow) continue;
+            if (seq < tx.skipBelow || !selected(event.relation)) continue;
             event.seq = seq;
             await this.#publish(event);
             this.stats.changes++;
@@ -493,6 +493,16 @@ export class Connector {
       }
     };
 
+    // The publication may hold more tables than this connector captures (a shared or hand-made
+    // publication): changes are filtered by the same include/exclude rules as the snapshot, so a
+    // table created later in a captured schema is picked up when no explicit include list is set.
+    const include = new Set(s.tables.include.map(tableName));
+    const exclude = new Set(s.tables.exclude.map(tableName));
+    const schemas = new Set(s.postgres.schemas);
+    const selected = (r: Relation): boolean => {
+      const name = tableName({ schema: r.schema, table: r.table });
+      return (include.size > 0 ? include.has(name) : schemas.has(r.schema)) && !exclude.has(name);
+    };
     this.#stream = new ReplicationStream(this.#pg!.clientConfig({ replication: true }), {
       onMessage: handle,
       onKeepalive: (walEnd, caughtUp) => {

@@ -114,14 +114,19 @@ describe('schema evolution', () => {
     const t = `${name}_t`;
     const gone = `${name}_gone`;
     const late = `${name}_late`;
-    const topic = `${name}.public.${t}`;
+    // The connector selects by schema (no include list), so a table created later in that schema
+    // is captured once it joins the publication. Unqualified names below live in this schema.
+    const sch = name;
+    await db.query(`CREATE SCHEMA ${sch}`);
+    await db.query(`SET search_path TO ${sch}, public`);
+    const topic = `${name}.${sch}.${t}`;
     const valueSubject = `${topic}-value`;
     const keySubject = `${topic}-key`;
     await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, v int, s varchar(10), n numeric(10,2), r int)`);
     await db.query(`CREATE TABLE ${gone} (id int PRIMARY KEY)`);
     await db.query(`INSERT INTO ${t} VALUES (1, 1, 'one', 1.50, 1)`);
     await db.query(`INSERT INTO ${gone} VALUES (1)`);
-    const env = { PGCDC_TABLES_INCLUDE: `public.${t}, public.${gone}` };
+    const env = { PGCDC_POSTGRES_SCHEMAS: sch };
     let w = start(name, env);
     await streaming(w);
 
@@ -172,7 +177,7 @@ describe('schema evolution', () => {
       return recs.some((r) => r.value?.op === 'c' && r.key?.id === 100) ? recs : undefined;
     });
     const lateRecords = await eventually('the late table', async () => {
-      const recs = await reader.read(`${name}.public.${late}`);
+      const recs = await reader.read(`${name}.${sch}.${late}`);
       return recs.length > 0 ? recs : undefined;
     });
     assert.equal(w.connector.state, 'STREAMING');
@@ -233,7 +238,7 @@ describe('schema evolution', () => {
     assert.equal(failure.name, 'UserError');
     assert.ok(!failure.message.includes('\n'), 'one line');
     for (const part of [
-      `public.${t}`,
+      `${sch}.${t}`,
       'a2',
       'int → string',
       'BACKWARD',
@@ -264,7 +269,7 @@ describe('schema evolution', () => {
       () => assert.fail('the worker should stop'),
       (err: Error) => err,
     );
-    for (const part of [`public.${t}`, 'key columns (id) → (id, a3)', keySubject, 'BACKWARD']) {
+    for (const part of [`${sch}.${t}`, 'key columns (id) → (id, a3)', keySubject, 'BACKWARD']) {
       assert.ok(keyFailure.message.includes(part), `"${part}" in: ${keyFailure.message}`);
     }
     await setCompatibilityNone(keySubject);
@@ -287,5 +292,6 @@ describe('schema evolution', () => {
     assert.equal(w.connector.state, 'STREAMING');
     await w.connector.stop();
     await w.running;
+    await db.query('RESET search_path');
   });
 });

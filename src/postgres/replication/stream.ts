@@ -59,6 +59,11 @@ export class ReplicationStream {
     });
     this.#service.on('heartbeat', (lsn: string, _ts: number, replyRequested: boolean) => {
       if (this.#failure || this.#stopping) return;
+      if (this.#halted) {
+        // Draining: the position must not move past the final offset any more; just answer.
+        if (replyRequested) this.confirm(this.#confirmed);
+        return;
+      }
       try {
         handlers.onKeepalive(parseLsn(lsn), this.#received === this.#handled, replyRequested);
         if (replyRequested) this.confirm(this.#confirmed);
