@@ -261,6 +261,7 @@ export class Connector {
     );
 
     let startLsn: Lsn;
+    if (plan.kind === 'done') return;
     if (plan.kind === 'snapshot') {
       startLsn = await this.#snapshot(tables);
       if (s.snapshot.mode === 'initial_only') {
@@ -282,7 +283,9 @@ export class Connector {
   }
 
   /** Decides between snapshot and resume, from the snapshot mode, the stored offset and the slot. */
-  async #plan(stored: OffsetRecord | null): Promise<{ kind: 'snapshot' } | { kind: 'stream'; lsn: Lsn }> {
+  async #plan(
+    stored: OffsetRecord | null,
+  ): Promise<{ kind: 'snapshot' } | { kind: 'stream'; lsn: Lsn } | { kind: 'done' }> {
     const s = this.#s;
     const query = this.#query!;
     const slot = await slotInfo(query, s.slot.name);
@@ -303,7 +306,7 @@ export class Connector {
       if (!snapshotDone) return { kind: 'snapshot' };
       if (mode === 'initial_only') {
         this.#log.info('snapshot already completed; snapshot.mode=initial_only has nothing left to do');
-        return { kind: 'stream', lsn: parseLsn(stored.lsn) };
+        return { kind: 'done' };
       }
     }
     // Resume from the stored offset (or, with mode never and no offset, from the slot).
