@@ -8,9 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { Connector } from '../../src/pipeline/connector.ts';
+import { startConnector, stopConnectors, streaming } from '../support/connectors.ts';
 import { defaultPublicationName, defaultSlotName } from '../../src/config/names.ts';
-import { createLogger } from '../../src/worker/log.ts';
 import {
   TopicReader,
   dropTestSlots,
@@ -18,31 +17,8 @@ import {
   pgClient,
   stackSettings,
   uniqueName,
-  workerConfig,
   type DecodedRecord,
 } from '../support/pipeline.ts';
-
-const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
-const started: Array<{ connector: Connector; running: Promise<void> }> = [];
-
-function start(name: string, extra: Record<string, string> = {}) {
-  const connector = new Connector(workerConfig(name, extra), log);
-  const running = connector.run();
-  running.catch(() => undefined);
-  started.push({ connector, running });
-  return { connector, running };
-}
-
-async function streaming(w: { connector: Connector; running: Promise<void> }): Promise<void> {
-  let failure: unknown;
-  w.running.catch((err: unknown) => (failure = err));
-  await eventually(
-    'the connector to stream',
-    async () => (failure ? 'failed' : w.connector.state === 'STREAMING' ? 'ok' : undefined),
-    120_000,
-  );
-  if (failure) throw failure as Error;
-}
 
 const registryUrl = () => stackSettings().registryUrl;
 
@@ -104,7 +80,7 @@ describe('schema evolution', () => {
     db = await pgClient();
   });
   after(async () => {
-    await Promise.all(started.map((w) => w.connector.stop().then(() => w.running.catch(() => undefined))));
+    await stopConnectors();
     await db.end();
     await dropTestSlots();
   });
@@ -127,7 +103,7 @@ describe('schema evolution', () => {
     await db.query(`INSERT INTO ${t} VALUES (1, 1, 'one', 1.50, 1)`);
     await db.query(`INSERT INTO ${gone} VALUES (1)`);
     const env = { PGCDC_POSTGRES_SCHEMAS: sch };
-    let w = start(name, env);
+    let w = startConnector(name, env);
     await streaming(w);
 
     // Each step: DDL, then a row that shows the new shape. [id, DDL, expected new value versions]
@@ -253,7 +229,7 @@ describe('schema evolution', () => {
 
     // The documented way out: the subject's compatibility to NONE, then restart.
     await setCompatibilityNone(valueSubject);
-    w = start(name, env);
+    w = startConnector(name, env);
     await streaming(w);
     const after20 = await eventually('the change after the restart', async () => {
       const recs = await reader.read(topic);
@@ -273,7 +249,7 @@ describe('schema evolution', () => {
       assert.ok(keyFailure.message.includes(part), `"${part}" in: ${keyFailure.message}`);
     }
     await setCompatibilityNone(keySubject);
-    w = start(name, env);
+    w = startConnector(name, env);
     await streaming(w);
     const r21 = await eventually('the new key', async () => {
       const recs = await reader.read(topic);

@@ -4,9 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { Connector } from '../../src/pipeline/connector.ts';
+import { startConnector, stopConnectors } from '../support/connectors.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
-import { createLogger } from '../../src/worker/log.ts';
 import {
   TopicReader,
   dropTestSlots,
@@ -14,22 +13,8 @@ import {
   pgClient,
   replayByKey,
   uniqueName,
-  workerConfig,
   type DecodedRecord,
 } from '../support/pipeline.ts';
-
-const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
-
-/** Connectors still running when a test fails are stopped by the suite's after hook. */
-const started: Array<{ connector: Connector; running: Promise<void> }> = [];
-
-function start(name: string, extra: Record<string, string> = {}) {
-  const connector = new Connector(workerConfig(name, extra), log);
-  const running = connector.run();
-  running.catch(() => undefined);
-  started.push({ connector, running });
-  return { connector, running };
-}
 
 describe('pipeline', () => {
   let db: pg.Client;
@@ -39,7 +24,7 @@ describe('pipeline', () => {
     db = await pgClient();
   });
   after(async () => {
-    await Promise.all(started.map((w) => w.connector.stop().then(() => w.running.catch(() => undefined))));
+    await stopConnectors();
     await db.end();
     await dropTestSlots();
   });
@@ -57,7 +42,9 @@ describe('pipeline', () => {
     );
     await db.query(`INSERT INTO ${t2} VALUES ('x', 'hello'), ('y', 'world')`);
 
-    const { connector, running } = start(name, { PGCDC_TABLES_INCLUDE: `public.${t1}, public.${t2}` });
+    const { connector, running } = startConnector(name, {
+      PGCDC_TABLES_INCLUDE: `public.${t1}, public.${t2}`,
+    });
     const topic1 = `${name}.public.${t1}`;
     const topic2 = `${name}.public.${t2}`;
     await eventually('snapshot rows in Kafka', async () =>
@@ -134,7 +121,7 @@ describe('pipeline', () => {
       }
     })();
 
-    const { connector, running } = start(name, {
+    const { connector, running } = startConnector(name, {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_SNAPSHOT_BATCH_SIZE: '500',
     });
@@ -189,7 +176,7 @@ describe('pipeline', () => {
     const env = { PGCDC_TABLES_INCLUDE: `public.${table}` };
     const topic = `${name}.public.${table}`;
 
-    let w = start(name, env);
+    let w = startConnector(name, env);
     await eventually('snapshot', async () => (w.connector.state === 'STREAMING' ? true : undefined));
     await db.query(`INSERT INTO ${table} VALUES (3, 'c')`);
     await eventually('first change', async () =>
@@ -207,7 +194,7 @@ describe('pipeline', () => {
     await db.query(`UPDATE ${table} SET v = 'A' WHERE id = 1`);
     await db.query(`DELETE FROM ${table} WHERE id = 2`);
 
-    w = start(name, env);
+    w = startConnector(name, env);
     const records = await eventually('changes made while stopped', async () => {
       const r = await reader.read(topic);
       return r.length >= 7 ? r : undefined;

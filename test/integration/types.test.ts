@@ -9,45 +9,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { Connector } from '../../src/pipeline/connector.ts';
-import { createLogger } from '../../src/worker/log.ts';
+import { startConnector, stopConnectors, streaming } from '../support/connectors.ts';
 import {
   TopicReader,
   dropTestSlots,
   eventually,
   stackSettings,
   uniqueName,
-  workerConfig,
   type DecodedRecord,
 } from '../support/pipeline.ts';
 
-const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
-/** Connectors still running when a test fails are stopped by the suite's after hook. */
-const started: Array<{ connector: Connector; running: Promise<void> }> = [];
 const PLACEHOLDER = '__debezium_unavailable_value';
-
-function start(name: string, extra: Record<string, string> = {}) {
-  const connector = new Connector(workerConfig(name, extra), log);
-  const running = connector.run();
-  running.catch(() => undefined);
-  started.push({ connector, running });
-  return { connector, running };
-}
-
-/** Resolves once the connector streams; rejects with the connector's own error if it fails first. */
-async function streaming(w: { connector: Connector; running: Promise<void> }): Promise<void> {
-  let failure: unknown;
-  w.running.catch((err: unknown) => (failure = err));
-  await eventually(
-    'the connector to stream',
-    async () => {
-      if (failure) return 'failed';
-      return w.connector.state === 'STREAMING' ? 'ok' : undefined;
-    },
-    120_000,
-  );
-  if (failure) throw failure as Error;
-}
 
 /** A client that returns every value as PostgreSQL's text output (no parsing by node-pg). */
 async function rawClient(): Promise<pg.Client> {
@@ -160,7 +132,7 @@ describe('types', () => {
     }
   });
   after(async () => {
-    await Promise.all(started.map((w) => w.connector.stop().then(() => w.running.catch(() => undefined))));
+    await stopConnectors();
     await db.end();
     await dropTestSlots();
   });
@@ -434,7 +406,7 @@ describe('types', () => {
     const workers = modes.map((m, i) => {
       const wname = `${name}_m${i}`;
       const include = m.nan ? `public.${t}, public.${tNan}` : `public.${t}`;
-      return { ...m, name: wname, ...start(wname, { ...m.env, PGCDC_TABLES_INCLUDE: include }) };
+      return { ...m, name: wname, ...startConnector(wname, { ...m.env, PGCDC_TABLES_INCLUDE: include }) };
     });
     await Promise.all(
       workers.map((w) =>
@@ -549,7 +521,7 @@ describe('types', () => {
     );
     assert.ok(Number(sizes[0]!.d) > 2_000_000, 'text stays large (not compressed)');
 
-    const w = start(name, { PGCDC_TABLES_INCLUDE: `public.${tDefault}, public.${tFull}` });
+    const w = startConnector(name, { PGCDC_TABLES_INCLUDE: `public.${tDefault}, public.${tFull}` });
     await eventually(
       'streaming',
       async () => (w.connector.state === 'STREAMING' ? true : undefined),
