@@ -76,8 +76,24 @@ export interface WorkerOptions {
   nodeArgs?: string[];
 }
 
+const liveWorkers = new Set<ChildProcess>();
+let signalsHooked = false;
+
+/** If the benchmark itself is interrupted, its workers go too (they would hold their slots). */
+function hookSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      for (const c of liveWorkers) c.kill('SIGKILL');
+      process.exit(130);
+    });
+  }
+}
+
 /** Starts `pgcdc run` as a child process configured by environment variables, as a user would. */
 export function startWorker(env: Record<string, string>, opts: WorkerOptions = {}): Worker {
+  hookSignals();
   let out = '';
   const startedAt = now();
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'run'], {
@@ -86,6 +102,8 @@ export function startWorker(env: Record<string, string>, opts: WorkerOptions = {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const pid = child.pid!;
+  liveWorkers.add(child);
+  child.once('exit', () => liveWorkers.delete(child));
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   let peak = 0;

@@ -260,7 +260,7 @@ export function boundBy(cpu: { worker: number; postgres?: number; kafka?: number
   if (cpu.kafka !== undefined) parts.push(`Kafka ${(cpu.kafka * 100).toFixed(0)} %`);
   const total = cpu.worker + (cpu.postgres ?? 0) + (cpu.kafka ?? 0);
   let verdict: string;
-  if (cpu.worker >= 0.85) verdict = 'worker CPU (one thread saturated)';
+  if (cpu.worker >= 0.8) verdict = 'worker CPU (one thread saturated)';
   else if ((cpu.postgres ?? 0) >= 0.85) verdict = 'PostgreSQL backend CPU';
   else if (total >= cores * 0.85) verdict = `machine CPU (${cores} cores shared)`;
   else verdict = 'waiting (latency-bound: round trips / acks)';

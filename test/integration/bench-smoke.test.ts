@@ -32,12 +32,18 @@ test(
         '--latency-rate=300',
         '--latency-seconds=2',
         '--clients=2',
+        '--backlog-changes=3000',
         '--profile',
         `--out=${out}`,
       ];
       const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
         let text = '';
-        const child = spawn(process.execPath, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, args, {
+          env: process.env,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          // Within the test's own timeout; the harness stops its workers on SIGTERM.
+          timeout: 85_000,
+        });
         child.stdout.on('data', (d: Buffer) => (text += d.toString()));
         child.stderr.on('data', (d: Buffer) => (text += d.toString()));
         child.on('close', (c) => resolve({ code: c, output: text }));

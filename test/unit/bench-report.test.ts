@@ -171,6 +171,6 @@ test('boundBy: the saturated resource, with the utilisations', () => {
     /^worker CPU .*worker 97 %, PG 30 %, Kafka 40 %$/,
   );
   assert.match(boundBy({ worker: 0.5, postgres: 0.95 }, 2), /^PostgreSQL backend CPU/);
-  assert.match(boundBy({ worker: 0.8, postgres: 0.5, kafka: 0.6 }, 2), /^machine CPU \(2 cores shared\)/);
+  assert.match(boundBy({ worker: 0.7, postgres: 0.5, kafka: 0.7 }, 2), /^machine CPU \(2 cores shared\)/);
   assert.match(boundBy({ worker: 0.1, postgres: 0.05, kafka: 0.1 }, 2), /^waiting/);
 });
