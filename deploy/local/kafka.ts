@@ -9,12 +9,11 @@ import {
   cacheDir,
   isOurProcess,
   portIsFree,
-  readPid,
   run,
   spawnDetached,
   stackDir,
-  stopProcess,
   waitReady,
+  ServerProcess,
   type ServerStatus,
 } from './process.ts';
 import { ensureJavaAndMaven, jvmOptions, mavenCache } from './java.ts';
@@ -33,6 +32,15 @@ const pidFile = path.join(dir, 'pid');
 const keystoreFile = path.join(dir, 'broker.pem');
 const SCRAM_MECHANISMS = ['SCRAM-SHA-256', 'SCRAM-SHA-512'];
 const READY_TIMEOUT_MS = 120_000;
+
+const server = new ServerProcess({
+  name: NAME,
+  pidFile,
+  marker: propsFile,
+  logFile,
+  stopSignal: 'SIGTERM',
+  stopTimeoutMs: 60_000,
+});
 
 async function ensureLibs(): Promise<void> {
   const stamp = createHash('sha256').update(fs.readFileSync(pom)).digest('hex');
@@ -218,13 +226,8 @@ async function ready(port: number): Promise<boolean> {
   }
 }
 
-function runningPid(): number | undefined {
-  const pid = readPid(pidFile);
-  return isOurProcess(pid, propsFile) ? pid : undefined;
-}
-
 export async function up(state: StackState): Promise<void> {
-  let pid = runningPid();
+  let pid = server.runningPid();
   let port = await allocatePort(state, 'kafka');
   if (!pid) {
     await ensureJavaAndMaven(NAME, logFile);
@@ -264,12 +267,9 @@ export async function up(state: StackState): Promise<void> {
 }
 
 export async function down(): Promise<void> {
-  const pid = runningPid();
-  if (pid) await stopProcess(pid, propsFile, 'SIGTERM', 60_000);
-  fs.rmSync(pidFile, { force: true });
+  await server.stop();
 }
 
 export function status(state: StackState): ServerStatus {
-  const pid = runningPid();
-  return { server: NAME, pid, port: state.ports.kafka, up: pid !== undefined, log: logFile };
+  return server.status(state.ports.kafka);
 }

@@ -9,13 +9,12 @@ import {
   aptInstall,
   isOurProcess,
   portIsFree,
-  readPid,
   run,
   spawnDetached,
   stackDir,
   StackError,
-  stopProcess,
   waitReady,
+  ServerProcess,
   type ServerStatus,
 } from './process.ts';
 import {
@@ -37,6 +36,16 @@ const pidFile = path.join(dir, 'pid');
 /** Postgres refuses to run as root; when we are root it runs as this system user. */
 const OS_USER = 'pgcdc';
 const READY_TIMEOUT_MS = 60_000;
+
+// SIGINT = PostgreSQL's "fast" shutdown: disconnects clients (SIGTERM would wait for them to leave).
+const server = new ServerProcess({
+  name: NAME,
+  pidFile,
+  marker: dataDir,
+  logFile,
+  stopSignal: 'SIGINT',
+  stopTimeoutMs: 30_000,
+});
 
 interface OsUser {
   uid: number;
@@ -270,13 +279,8 @@ async function provision(state: StackState, port: number): Promise<void> {
   if (role.rowCount === 0) await query(state, port, `CREATE ROLE ${PG_CERT_USER} LOGIN`);
 }
 
-function runningPid(): number | undefined {
-  const pid = readPid(pidFile);
-  return isOurProcess(pid, dataDir) ? pid : undefined;
-}
-
 export async function up(state: StackState): Promise<void> {
-  let pid = runningPid();
+  let pid = server.runningPid();
   let port = await allocatePort(state, 'postgres');
   if (!pid) {
     const bin = await pgBinDir();
@@ -315,13 +319,9 @@ export async function up(state: StackState): Promise<void> {
 }
 
 export async function down(): Promise<void> {
-  const pid = runningPid();
-  // SIGINT = "fast" shutdown: disconnects clients (SIGTERM would wait for them to leave).
-  if (pid) await stopProcess(pid, dataDir, 'SIGINT', 30_000);
-  fs.rmSync(pidFile, { force: true });
+  await server.stop();
 }
 
 export function status(state: StackState): ServerStatus {
-  const pid = runningPid();
-  return { server: NAME, pid, port: state.ports.postgres, up: pid !== undefined, log: logFile };
+  return server.status(state.ports.postgres);
 }

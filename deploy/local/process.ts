@@ -335,6 +335,52 @@ export interface ServerStatus {
 }
 
 /**
+ * A server of the stack as a process: where its PID is recorded, what its command line contains
+ * (so a recycled PID is never mistaken for it), and how it is asked to stop.
+ */
+export class ServerProcess {
+  readonly name: string;
+  readonly pidFile: string;
+  readonly marker: string;
+  readonly logFile: string;
+  readonly stopSignal: NodeJS.Signals;
+  readonly stopTimeoutMs: number;
+
+  constructor(opts: {
+    name: string;
+    pidFile: string;
+    marker: string;
+    logFile: string;
+    stopSignal: NodeJS.Signals;
+    stopTimeoutMs: number;
+  }) {
+    this.name = opts.name;
+    this.pidFile = opts.pidFile;
+    this.marker = opts.marker;
+    this.logFile = opts.logFile;
+    this.stopSignal = opts.stopSignal;
+    this.stopTimeoutMs = opts.stopTimeoutMs;
+  }
+
+  /** The PID of our running server, or undefined. */
+  runningPid(): number | undefined {
+    const pid = readPid(this.pidFile);
+    return isOurProcess(pid, this.marker) ? pid : undefined;
+  }
+
+  async stop(): Promise<void> {
+    const pid = this.runningPid();
+    if (pid) await stopProcess(pid, this.marker, this.stopSignal, this.stopTimeoutMs);
+    fs.rmSync(this.pidFile, { force: true });
+  }
+
+  status(port: number | undefined): ServerStatus {
+    const pid = this.runningPid();
+    return { server: this.name, pid, port, up: pid !== undefined, log: this.logFile };
+  }
+}
+
+/**
  * kafkajs 2.2.4 calls setTimeout with a negative delay when a request queue has nothing pending
  * (requestQueue/index.js scheduleCheckPendingRequests); Node >= 23 warns about it. Harmless: the
  * timer fires at once, as it always did. Keep the CLI's output readable.

@@ -7,12 +7,11 @@ import {
   cacheDir,
   isOurProcess,
   portIsFree,
-  readPid,
   spawnDetached,
   stackDir,
   StackError,
-  stopProcess,
   waitReady,
+  ServerProcess,
   type ServerStatus,
 } from './process.ts';
 import { ensureJavaAndMaven, jvmOptions, mavenCache } from './java.ts';
@@ -31,6 +30,15 @@ const dbDir = path.join(dir, 'db');
 const logFile = path.join(dir, 'registry.log');
 const pidFile = path.join(dir, 'pid');
 const READY_TIMEOUT_MS = 120_000;
+
+const server = new ServerProcess({
+  name: NAME,
+  pidFile,
+  marker: dir,
+  logFile,
+  stopSignal: 'SIGTERM',
+  stopTimeoutMs: 30_000,
+});
 
 async function ensureApp(): Promise<string> {
   await mavenCache(NAME, appDir, ARTIFACT, logFile, (out) => [
@@ -79,13 +87,8 @@ async function ensureGlobalRule(port: number): Promise<void> {
   if (res && !res.ok) throw new Error(`setting the global rule: HTTP ${res.status} ${await res.text()}`);
 }
 
-function runningPid(): number | undefined {
-  const pid = readPid(pidFile);
-  return isOurProcess(pid, dir) ? pid : undefined;
-}
-
 export async function up(state: StackState): Promise<void> {
-  let pid = runningPid();
+  let pid = server.runningPid();
   let port = await allocatePort(state, 'registry');
   if (!pid) {
     await ensureJavaAndMaven(NAME, logFile);
@@ -126,12 +129,9 @@ export async function up(state: StackState): Promise<void> {
 }
 
 export async function down(): Promise<void> {
-  const pid = runningPid();
-  if (pid) await stopProcess(pid, dir, 'SIGTERM', 30_000);
-  fs.rmSync(pidFile, { force: true });
+  await server.stop();
 }
 
 export function status(state: StackState): ServerStatus {
-  const pid = runningPid();
-  return { server: NAME, pid, port: state.ports.registry, up: pid !== undefined, log: logFile };
+  return server.status(state.ports.registry);
 }
