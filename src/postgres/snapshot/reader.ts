@@ -21,11 +21,21 @@ export async function* readTable(
   await client.query(
     `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}`,
   );
+  const fetch = () => {
+    const p = client.query<Row>({ text: `FETCH ${batchSize} FROM ${cursor}`, rowMode: 'array' });
+    p.catch(() => undefined); // awaited below, unless the caller stops early
+    return p;
+  };
   try {
+    // The next batch is requested before this one is handed out, so PostgreSQL reads it while
+    // the caller encodes and produces the current one (at most two batches in memory).
+    let next = fetch();
     while (true) {
-      const res = await client.query<Row>({ text: `FETCH ${batchSize} FROM ${cursor}`, rowMode: 'array' });
+      const res = await next;
+      const last = res.rows.length < batchSize;
+      if (!last) next = fetch();
       if (res.rows.length > 0) yield res.rows;
-      if (res.rows.length < batchSize) break;
+      if (last) break;
     }
   } finally {
     await client.query(`CLOSE ${cursor}`);
