@@ -180,7 +180,10 @@ describe('helm chart helm/pgcdc', () => {
     it('can inject every sensitive setting, under the variable names pgcdc reads', () => {
       const env = envByName(only(manifests, 'Deployment'));
       const known = new Set(LEAVES.map((l) => l.env));
-      for (const name of Object.keys(env)) assert.ok(known.has(name), `${name} is a pgcdc setting`);
+      for (const name of Object.keys(env).filter((n) => n.startsWith('PGCDC_'))) {
+        assert.ok(known.has(name), `${name} is a pgcdc setting`);
+      }
+      assert.equal(env.NODE_OPTIONS?.value, '--max-old-space-size=256', 'the V8 heap is capped by default');
       for (const path of SENSITIVE_PATHS) assert.ok(env[envVarFor(path)], `${path} can come from the Secret`);
     });
 
@@ -263,7 +266,7 @@ describe('helm chart helm/pgcdc', () => {
         );
       }
       assert.equal(env.PGCDC_REGISTRY_TOKEN, undefined, 'a key set to "" is not injected');
-      assert.equal(env.NODE_OPTIONS?.value, '--max-old-space-size=768');
+      assert.equal(env.NODE_OPTIONS?.value, '--max-old-space-size=384');
     });
 
     it('renders the full config file with the configured connector name', () => {
