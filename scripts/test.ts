@@ -18,14 +18,33 @@ function glob(pattern: string): string[] {
   return fs.globSync(pattern, { cwd: root }).sort();
 }
 
+/** Pass/fail counts of every run, from a TAP copy of its results, for the closing total. */
+const totals = { passed: 0, failed: 0 };
+
+function countTap(file: string): void {
+  const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  // The summary lines of the top-level stream (no indentation) are the run's totals.
+  totals.passed += Number(/^# pass (\d+)$/m.exec(text)?.[1] ?? 0);
+  totals.failed += Number(/^# fail (\d+)$/m.exec(text)?.[1] ?? 0);
+  fs.rmSync(file, { force: true });
+}
+
 function runNodeTest(label: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   process.stdout.write(`\n# ${label}: node --test ${args.join(' ')}\n`);
-  return new Promise((resolve) => {
+  const tap = path.join(root, '.cache', `test-${label.replace(/\W+/g, '-')}.tap`);
+  fs.mkdirSync(path.dirname(tap), { recursive: true });
+  const reporters = [
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${tap}`,
+  ];
+  return new Promise<number>((resolve) => {
     // kafkajs 2.2.4 passes negative delays to setTimeout (harmless; Node >= 23 warns each time).
     const nodeOptions = [env.NODE_OPTIONS, '--disable-warning=TimeoutNegativeWarning']
       .filter(Boolean)
       .join(' ');
-    const child = spawn(process.execPath, ['--test', '--test-reporter=spec', ...args], {
+    const child = spawn(process.execPath, ['--test', ...reporters, ...args], {
       cwd: root,
       env: { ...env, NODE_OPTIONS: nodeOptions },
       stdio: 'inherit',
@@ -35,6 +54,9 @@ function runNodeTest(label: string, args: string[], env: NodeJS.ProcessEnv): Pro
       resolve(1);
     });
     child.on('close', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  }).then((code) => {
+    countTap(tap);
+    return code;
   });
 }
 
@@ -71,6 +93,8 @@ async function main(argv: string[]): Promise<number> {
     const args = ['--test-concurrency=1', '--test-force-exit', ...timeout, ...options, ...integration];
     failed = (await runNodeTest('integration tests', args, { ...process.env, ...env })) !== 0 || failed;
   }
+  // One closing line for all runs (CI reads it).
+  process.stdout.write(`\ntotal: ${totals.passed} passed, ${totals.failed} failed\n`);
   return failed ? 1 : 0;
 }
 
