@@ -432,7 +432,7 @@ function arrayPlan(
     const [table, column] = where();
     throw new DataError(
       `multi-dimensional array values are not supported (the column maps to a one-dimensional Avro ` +
-        `array); set arrayHandling to 'string' to carry arrays as PostgreSQL array text`,
+        `array); set avro.arrayHandling=string to carry arrays as PostgreSQL array text`,
       table,
       column,
     );

@@ -458,6 +458,7 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       decimalHandling: v('avro.decimalHandling'),
       binaryHandling: v('avro.binaryHandling'),
       timePrecision: v('avro.timePrecision'),
+      arrayHandling: v('avro.arrayHandling'),
     },
     http: { port: v('http.port'), host: v('http.host') },
     log: { level: v('log.level'), format: v('log.format') },

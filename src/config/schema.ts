@@ -265,6 +265,11 @@ export const schema = {
       ['micros', 'millis'],
       'micros',
     ),
+    arrayHandling: oneOf(
+      "Arrays as Avro arrays of nullable elements (one dimension), or as PostgreSQL's array text (any dimension).",
+      ['array', 'string'],
+      'array',
+    ),
   },
   http: {
     port: int('Port of the health and metrics HTTP server; 0 disables it.', 8080, { min: 0, max: 65535 }),

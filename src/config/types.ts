@@ -82,6 +82,7 @@ export interface PgcdcConfig {
     decimalHandling: 'precise' | 'string' | 'double';
     binaryHandling: 'bytes' | 'base64' | 'hex';
     timePrecision: 'micros' | 'millis';
+    arrayHandling: 'array' | 'string';
   };
   http: { port: number; host: string };
   log: { level: LogLevel; format: 'json' | 'pretty' | 'auto' };
