@@ -12,6 +12,7 @@ import { Liveness, startHttpServer, type HttpServer } from '../worker/http.ts';
 import { ProgressReporter } from '../worker/progress.ts';
 import { checkCommand, preflightBeforeRun } from './check.ts';
 import { discoverCommand } from './discover.ts';
+import { offsetsCommand } from './offsets.ts';
 
 const USAGE = `pgcdc ${PGCDC_VERSION} — PostgreSQL change data capture to Kafka
 
@@ -19,6 +20,7 @@ Usage:
   pgcdc run [--config FILE] [--<setting>=<value> ...]   stream the database into Kafka
   pgcdc check [--config FILE] [--fix] [--json]          check every prerequisite (exit 0: all passed)
   pgcdc discover [--config FILE] [--json]               list the tables and print a tables.include list
+  pgcdc offsets [show|reset --yes] [--config FILE]      the stored position; reset: snapshot again at next start
   pgcdc --version | --help
 
 Settings come from the config file, then PGCDC_* environment variables, then --<setting> flags
@@ -63,6 +65,7 @@ export async function main(argv: string[]): Promise<number> {
       'skip-checks': { type: 'boolean' },
       fix: { type: 'boolean' },
       json: { type: 'boolean' },
+      yes: { type: 'boolean' },
     },
     strict: false,
     allowPositionals: true,
@@ -88,6 +91,15 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (command === 'discover') {
     return discoverCommand({ file, env: process.env, args: argv, json: values.json === true });
+  }
+  if (command === 'offsets') {
+    return offsetsCommand({
+      action: positionals[1],
+      file,
+      env: process.env,
+      args: argv,
+      yes: values.yes === true,
+    });
   }
   if (command !== 'run') {
     process.stderr.write(`pgcdc: unknown command '${command}'; see pgcdc --help\n`);

@@ -1,7 +1,7 @@
 // The connector's position lives in a compacted Kafka topic, keyed by connector and slot, so it
 // travels with the data it describes and survives the worker's pod.
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import type { Kafka, Producer } from 'kafkajs';
 import type { Topics } from './topics.ts';
 
 export interface TableProgress {
@@ -59,6 +59,7 @@ export class OffsetStore {
     await admin.connect();
     let remaining: Map<number, bigint>;
     try {
+      if (!(await admin.listTopics()).includes(this.topic)) return null;
       const partitions = await admin.fetchTopicOffsets(this.topic);
       // Partitions with nothing left to read (empty, or everything already removed) are skipped.
       remaining = new Map(
@@ -107,7 +108,11 @@ export class OffsetStore {
   }
 
   /** Forgets the position (a tombstone for our key): the next start snapshots again. */
-  async reset(send: (r: { topic: string; key: Buffer; value: null }) => Promise<void>): Promise<void> {
-    await send({ topic: this.topic, key: Buffer.from(this.#key), value: null });
+  async reset(producer: Producer): Promise<void> {
+    await producer.send({
+      topic: this.topic,
+      acks: -1,
+      messages: [{ key: Buffer.from(this.#key), value: null }],
+    });
   }
 }
