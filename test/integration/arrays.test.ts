@@ -1,22 +1,12 @@
 // Multi-dimensional arrays: refused with the way out by default (the Avro type is a
 // one-dimensional array), carried as PostgreSQL's array text with avro.arrayHandling=string.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
-import { startConnector, stopConnectors, streaming } from '../support/connectors.ts';
-import { TopicReader, dropTestSlots, eventually, pgClient, uniqueName } from '../support/pipeline.ts';
+import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
+import { eventually, uniqueName } from '../support/pipeline.ts';
 
 describe('arrays', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-  before(async () => {
-    db = await pgClient();
-  });
-  after(async () => {
-    await stopConnectors();
-    await db.end();
-    await dropTestSlots();
-  });
+  const { db, reader } = stackSuite();
 
   test('a two-dimensional value stops the default connector with the way out; arrayHandling=string carries it', async () => {
     const name = uniqueName('arr');

@@ -1,30 +1,14 @@
 // Crash safety: the worker is SIGKILLed at random moments (during the snapshot and while
 // streaming) under a continuous write load; after a final run the topic, replayed per key,
 // equals the table. Also: SIGTERM drains, writes the offset and exits 0.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
+import { stackSuite } from '../support/connectors.ts';
 import { spawnWorker, exited } from '../support/cli.ts';
-import {
-  TopicReader,
-  dropTestSlots,
-  eventually,
-  pgClient,
-  replayByKey,
-  uniqueName,
-  workerEnv,
-} from '../support/pipeline.ts';
+import { eventually, pgClient, replayByKey, uniqueName, workerEnv } from '../support/pipeline.ts';
 
 describe('crash safety', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-  before(async () => {
-    db = await pgClient();
-  });
-  after(async () => {
-    await db.end();
-    await dropTestSlots();
-  });
+  const { db, reader } = stackSuite();
 
   test('SIGKILL five times under load: the topic replayed per key equals the table', async () => {
     const name = uniqueName('kill');

@@ -5,20 +5,12 @@
 // the worker, an update of the key is delete + tombstone + create. An incompatible change stops
 // the worker with one line naming the table, column, change and rule, confirms nothing past it,
 // and after the documented way out (subject compatibility NONE) a restart delivers it.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
-import { startConnector, stopConnectors, streaming } from '../support/connectors.ts';
+import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
 import { defaultPublicationName, defaultSlotName } from '../../src/config/names.ts';
-import {
-  TopicReader,
-  dropTestSlots,
-  eventually,
-  pgClient,
-  stackSettings,
-  uniqueName,
-  type DecodedRecord,
-} from '../support/pipeline.ts';
+import { eventually, stackSettings, uniqueName, type DecodedRecord } from '../support/pipeline.ts';
 
 const registryUrl = () => stackSettings().registryUrl;
 
@@ -73,17 +65,7 @@ const confirmedFlush = async (db: pg.Client, slot: string): Promise<bigint> => {
 };
 
 describe('schema evolution', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-
-  before(async () => {
-    db = await pgClient();
-  });
-  after(async () => {
-    await stopConnectors();
-    await db.end();
-    await dropTestSlots();
-  });
+  const { db, reader } = stackSuite();
 
   test('DDL while streaming: new subject versions, records in the shape of their moment, incompatible change stop and recovery', async () => {
     const name = uniqueName('ev');

@@ -1,19 +1,11 @@
 // The worker as operators see it: `pgcdc run` as a child process with its HTTP server on the
 // real stack — probes, Prometheus metrics after real changes, the Kafka Connect-style REST API
 // (status, pause/resume, restart, offsets), and what a failed connector looks like.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import type pg from 'pg';
+import { stackSuite } from '../support/connectors.ts';
 import { spawnWorker, exited, freePort } from '../support/cli.ts';
-import {
-  TopicReader,
-  eventually,
-  pgClient,
-  replayByKey,
-  uniqueName,
-  workerEnv,
-} from '../support/pipeline.ts';
+import { eventually, replayByKey, uniqueName, workerEnv } from '../support/pipeline.ts';
 
 interface Http {
   get(path: string): Promise<{ status: number; body: unknown; text: string }>;
@@ -60,32 +52,10 @@ type Status = {
 };
 
 describe('observability', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-  const children: ChildProcess[] = [];
-
-  before(async () => {
-    db = await pgClient();
-  });
-  const slots: string[] = [];
-  after(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await Promise.all(children.map((c) => exited(c)));
-    // Slots are a scarce server resource (max_replication_slots) and hold WAL: drop ours.
-    for (const slot of slots) {
-      await db
-        .query(
-          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
-          [slot],
-        )
-        .catch(() => undefined);
-    }
-    await db.end();
-  });
+  const { db, reader } = stackSuite();
 
   test('probes, metrics, status, pause/resume, restart and offsets of a running worker', async () => {
     const name = uniqueName('obs');
-    slots.push(`pgcdc_${name}`);
     const table = `${name}_t`;
     const fqn = `public.${table}`;
     const topic = `${name}.public.${table}`;
@@ -102,7 +72,6 @@ describe('observability', () => {
         PGCDC_LOG_FORMAT: 'json',
       }),
     );
-    children.push(w.child);
     const ctx = () => `worker output:\n${w.output()}`;
 
     await eventually('/healthz 200', async () =>
@@ -248,7 +217,6 @@ describe('observability', () => {
 
   test('a failed connector is reported FAILED, can be restarted through the API, and otherwise exits non-zero', async () => {
     const name = uniqueName('obsfail');
-    slots.push(`pgcdc_${name}`, `pgcdc_${name}b`);
     const table = `${name}_t`;
     const publication = `${name}_pub`;
     await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
@@ -268,7 +236,6 @@ describe('observability', () => {
       PGCDC_SKIP_CHECKS: 'true',
     });
     const w = spawnWorker(env);
-    children.push(w.child);
     const status = async (): Promise<Status> => (await api.get(`/connectors/${name}/status`)).body as Status;
     const failed = await eventually('status FAILED with the error', async () => {
       const s = await status().catch(() => undefined);
@@ -299,11 +266,11 @@ describe('observability', () => {
     // Without a restart, the worker gives up after the grace period and exits non-zero.
     const w2 = spawnWorker({
       ...env,
-      PGCDC_NAME: `${name}b`,
-      PGCDC_PUBLICATION_NAME: `${publication}_missing`,
-      PGCDC_EXIT_ON_FAILURE_AFTER: '2',
+      ...workerEnv(`${name}b`, {
+        PGCDC_PUBLICATION_NAME: `${publication}_missing`,
+        PGCDC_EXIT_ON_FAILURE_AFTER: '2',
+      }),
     });
-    children.push(w2.child);
     const code = await exited(w2.child);
     assert.equal(code, 2, `a user's mistake exits 2; output:\n${w2.output()}`);
     assert.match(w2.output(), /connector failed/);

@@ -1,11 +1,10 @@
 // `pgcdc offsets show|reset`: the stored position as a user sees it, and the deliberate
 // "start from zero": after a reset the next start takes a new snapshot.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
 import { exited, spawnWorker } from '../support/cli.ts';
-import { startConnector, stopConnectors, streaming } from '../support/connectors.ts';
-import { TopicReader, dropTestSlots, pgClient, uniqueName, workerEnv } from '../support/pipeline.ts';
+import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
+import { uniqueName, workerEnv } from '../support/pipeline.ts';
 
 async function cli(
   env: Record<string, string>,
@@ -17,16 +16,7 @@ async function cli(
 }
 
 describe('pgcdc offsets', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-  before(async () => {
-    db = await pgClient();
-  });
-  after(async () => {
-    await stopConnectors();
-    await db.end();
-    await dropTestSlots();
-  });
+  const { db, reader } = stackSuite();
 
   test('show prints the stored offset; reset needs --yes, forgets it, and the next start snapshots again', async () => {
     const name = uniqueName('off');

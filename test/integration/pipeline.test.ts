@@ -1,33 +1,14 @@
 // The pipeline end to end on the real stack: snapshot, streaming of every op, the envelope as a
 // registry-driven consumer sees it, snapshot/stream consistency under concurrent writes, and a
 // graceful restart that loses nothing and repeats nothing.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
-import { startConnector, stopConnectors } from '../support/connectors.ts';
+import { stackSuite, startConnector } from '../support/connectors.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
-import {
-  TopicReader,
-  dropTestSlots,
-  eventually,
-  pgClient,
-  replayByKey,
-  uniqueName,
-  type DecodedRecord,
-} from '../support/pipeline.ts';
+import { eventually, pgClient, replayByKey, uniqueName, type DecodedRecord } from '../support/pipeline.ts';
 
 describe('pipeline', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-
-  before(async () => {
-    db = await pgClient();
-  });
-  after(async () => {
-    await stopConnectors();
-    await db.end();
-    await dropTestSlots();
-  });
+  const { db, reader } = stackSuite();
 
   test('snapshot, then insert/update/delete/truncate stream into per-table topics with the Debezium envelope', async () => {
     const name = uniqueName('pl');

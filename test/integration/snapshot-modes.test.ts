@@ -1,16 +1,13 @@
 // snapshot.mode on the real stack: initial_only, never, always, and what happens when the stored
 // position is no longer in the slot (initial refuses with the way out; when_needed snapshots again).
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type pg from 'pg';
+import { stackSuite } from '../support/connectors.ts';
 import { Connector } from '../../src/pipeline/connector.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
 import { createLogger } from '../../src/worker/log.ts';
 import {
-  TopicReader,
-  dropTestSlots,
   eventually,
-  pgClient,
   replayByKey,
   uniqueName,
   workerConfig,
@@ -23,16 +20,7 @@ const ops = (records: DecodedRecord[]) =>
   records.map((r) => (r.value ? `${r.value.op}${String(r.key!.id)}` : `tomb${String(r.key!.id)}`));
 
 describe('snapshot modes', () => {
-  let db: pg.Client;
-  const reader = new TopicReader();
-
-  before(async () => {
-    db = await pgClient();
-  });
-  after(async () => {
-    await db.end();
-    await dropTestSlots();
-  });
+  const { db, reader } = stackSuite();
 
   async function table(name: string): Promise<{ table: string; topic: string; env: Record<string, string> }> {
     const t = `${name}_t`;

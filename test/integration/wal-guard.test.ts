@@ -1,34 +1,14 @@
 // The WAL-growth guard: a slot whose captured tables are idle must not hold WAL that other
 // tables' traffic writes. Checked where PostgreSQL keeps it: pg_replication_slots.confirmed_flush_lsn.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import type pg from 'pg';
+import { stackSuite } from '../support/connectors.ts';
 import { spawnWorker, exited, freePort } from '../support/cli.ts';
 import { eventually, pgClient, uniqueName, workerEnv } from '../support/pipeline.ts';
 import { parseLsn } from '../../src/postgres/lsn.ts';
 
 describe('WAL-growth guard', () => {
-  let db: pg.Client;
-  const children: ChildProcess[] = [];
-  before(async () => {
-    db = await pgClient();
-  });
-  const slots: string[] = [];
-  after(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await Promise.all(children.map((c) => exited(c)));
-    // Slots are a scarce server resource (max_replication_slots) and hold WAL: drop ours.
-    for (const slot of slots) {
-      await db
-        .query(
-          'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
-          [slot],
-        )
-        .catch(() => undefined);
-    }
-    await db.end();
-  });
+  const { db } = stackSuite();
 
   const slotLsn = async (slot: string): Promise<bigint | null> => {
     const { rows } = await db.query<{ lsn: string | null }>(
@@ -45,7 +25,6 @@ describe('WAL-growth guard', () => {
     const captured = `${name}_captured`;
     const busy = `${name}_busy`;
     const slot = `pgcdc_${name}`;
-    slots.push(slot);
     await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
     await db.query(`CREATE TABLE ${busy} (id serial PRIMARY KEY, payload text)`);
     const port = await freePort();
@@ -58,7 +37,6 @@ describe('WAL-growth guard', () => {
         PGCDC_HTTP_HOST: '127.0.0.1',
       }),
     );
-    children.push(w.child);
     await eventually(`streaming (worker output: ${w.output().slice(-2000)})`, async () => {
       const res = await fetch(`http://127.0.0.1:${port}/connectors/${name}/status`).catch(() => null);
       const body = res ? ((await res.json()) as { phase?: string }) : null;
@@ -103,7 +81,6 @@ describe('WAL-growth guard', () => {
     const name = uniqueName('walh');
     const captured = `${name}_captured`;
     const slot = `pgcdc_${name}`;
-    slots.push(slot);
     await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
     const port = await freePort();
     const w = spawnWorker(
@@ -117,7 +94,6 @@ describe('WAL-growth guard', () => {
         PGCDC_LOG_FORMAT: 'json',
       }),
     );
-    children.push(w.child);
     const metrics = async (): Promise<string> =>
       (await fetch(`http://127.0.0.1:${port}/metrics`)
         .then((r) => r.text())

@@ -12,15 +12,25 @@ export interface WorkerProcess {
   output: () => string;
 }
 
+/** Workers spawned by this process: killWorkers() ends those still running. */
+const spawned: ChildProcess[] = [];
+
 export function spawnWorker(env: Record<string, string>, args: string[] = ['run']): WorkerProcess {
   let output = '';
   const child = spawn(process.execPath, ['--disable-warning=TimeoutNegativeWarning', CLI, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  spawned.push(child);
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   return { child, output: () => output };
+}
+
+/** SIGKILLs every spawned worker still running and waits for them to exit. */
+export async function killWorkers(): Promise<void> {
+  for (const c of spawned) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await Promise.all(spawned.map((c) => exited(c)));
 }
 
 /** The exit code (null when killed by a signal). */

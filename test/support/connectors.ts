@@ -2,7 +2,10 @@
 // streaming, and all stopped (and their runs awaited) by stopConnectors() in a suite's after hook.
 import { Connector } from '../../src/pipeline/connector.ts';
 import { createLogger } from '../../src/worker/log.ts';
-import { eventually, workerConfig } from './pipeline.ts';
+import { after, before } from 'node:test';
+import type pg from 'pg';
+import { killWorkers } from './cli.ts';
+import { TopicReader, dropTestSlots, eventually, newPgClient, workerConfig } from './pipeline.ts';
 
 export interface RunningConnector {
   connector: Connector;
@@ -37,4 +40,21 @@ export async function streaming(w: RunningConnector): Promise<void> {
 /** Stops every connector this file started and waits for their runs to end. */
 export async function stopConnectors(): Promise<void> {
   await Promise.all(started.map((w) => w.connector.stop().then(() => w.running.catch(() => undefined))));
+}
+
+/**
+ * The resources of a suite on the stack, with their hooks registered (call inside describe): a
+ * database client (connected before the tests) and a topic reader; afterwards the suite's
+ * spawned workers are killed, its connectors stopped, the client closed and the suite's replication slots dropped.
+ */
+export function stackSuite(): { db: pg.Client; reader: TopicReader } {
+  const db = newPgClient();
+  before(() => db.connect());
+  after(async () => {
+    await killWorkers();
+    await stopConnectors();
+    await db.end();
+    await dropTestSlots();
+  });
+  return { db, reader: new TopicReader() };
 }

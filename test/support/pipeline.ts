@@ -36,17 +36,17 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
   };
 }
 
-/** Connector names this process configured: their slots are dropped by dropTestSlots(). */
-const connectorNames = new Set<string>();
+/** Slots of the connectors this process configured: dropped by dropTestSlots(). */
+const slotNames = new Set<string>();
 
 /** Drops the (inactive) replication slots of every connector this test file configured. */
 export async function dropTestSlots(): Promise<void> {
   const client = await pgClient();
   try {
-    for (const name of connectorNames) {
+    for (const slot of slotNames) {
       await client.query(
         'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
-        [defaultSlotName(name)],
+        [slot],
       );
     }
   } finally {
@@ -56,7 +56,7 @@ export async function dropTestSlots(): Promise<void> {
 
 /** Environment variables that configure a pgcdc worker for the local stack (as a user would). */
 export function workerEnv(name: string, extra: Record<string, string> = {}): Record<string, string> {
-  connectorNames.add(name);
+  slotNames.add(extra.PGCDC_SLOT_NAME ?? defaultSlotName(name));
   const s = stackSettings();
   return {
     PGCDC_NAME: name,
@@ -79,15 +79,20 @@ export function workerConfig(name: string, extra: Record<string, string> = {}): 
   return loadConfig({ env: workerEnv(name, extra) });
 }
 
-export async function pgClient(): Promise<pg.Client> {
+/** A client for the stack's database as its superuser, not yet connected. */
+export function newPgClient(): pg.Client {
   const s = stackSettings();
-  const client = new pg.Client({
+  return new pg.Client({
     host: s.pgHost,
     port: s.pgPort,
     user: s.pgUser,
     password: s.pgPassword,
     database: s.pgDatabase,
   });
+}
+
+export async function pgClient(): Promise<pg.Client> {
+  const client = newPgClient();
   await client.connect();
   return client;
 }
