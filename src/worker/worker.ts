@@ -2,10 +2,14 @@
 // it owns the Connector instance and its lifecycle (pause, resume, restart as a new instance),
 // keeps reporting after a failure (status FAILED with the error) and decides, after a grace
 // period, to give up so that the process exits non-zero and Kubernetes restarts the pod.
+// A lost dependency (PostgreSQL, Kafka, the registry, the SSH tunnel) is not a failure: the
+// worker starts a new instance from the stored offset, again and again at most
+// RECONNECT_MAX_DELAY_MS apart, for as long as the outage lasts, and reports it (RECONNECTING).
 import { hostname } from 'node:os';
 import { SENSITIVE_PATHS } from '../config/schema.ts';
 import type { PgcdcConfig } from '../config/types.ts';
 import { Connector, type ConnectorObserver, type ConnectorState } from '../pipeline/connector.ts';
+import { failureKind, type FailureKind } from '../errors.ts';
 import { errorContext, redactText, type Logger } from './log.ts';
 import { offsetKey } from '../kafka/offsets.ts';
 import { parseLsn, formatLsn } from '../postgres/lsn.ts';
@@ -13,10 +17,14 @@ import { parseLsn, formatLsn } from '../postgres/lsn.ts';
 /** Kafka Connect's states (org.apache.kafka.connect.runtime.AbstractStatus.State). */
 export type ConnectState = 'UNASSIGNED' | 'RUNNING' | 'PAUSED' | 'FAILED' | 'RESTARTING' | 'STOPPED';
 
-/** What pgcdc_connector_state reports: the connector's own state, PAUSED when paused. */
-export type WorkerState = ConnectorState | 'PAUSED';
+/**
+ * What pgcdc_connector_state reports: the connector's own state, PAUSED when paused,
+ * RECONNECTING while a lost dependency keeps the connector from starting again.
+ */
+export type WorkerState = ConnectorState | 'PAUSED' | 'RECONNECTING';
 export const WORKER_STATES: readonly WorkerState[] = [
   'STARTING',
+  'RECONNECTING',
   'SNAPSHOT',
   'STREAMING',
   'PAUSED',
@@ -37,21 +45,43 @@ export interface RunOutcome {
   failure: Error | null;
 }
 
-/** Automatic restarts after a lost connection: at most this many in a row (backoff 1 s, 2 s, … 30 s). */
-const AUTO_RESTART_LIMIT = 8;
-const AUTO_RESTART_MAX_MS = 30_000;
-/** A run that lasted this long resets the count. */
-const AUTO_RESTART_RESET_MS = 120_000;
+/**
+ * Restarts after a lost connection: 1 s, 2 s, 4 s, 8 s, then every 15 s, without limit. The cap
+ * bounds the recovery time once the dependency is back (at most one wait plus a start), which is
+ * what matters in a long outage; a start that fails costs the dependency little (a few connects).
+ */
+const RECONNECT_FIRST_DELAY_MS = 1_000;
+const RECONNECT_MAX_DELAY_MS = 15_000;
+/** A connector that has been reading this long after a reconnect ends the outage: a later loss counts anew. */
+const RECONNECT_RESET_MS = 60_000;
 
-/** A failure caused by a lost or unreachable connection, not by data or configuration. */
-export function isConnectionLoss(err: Error): boolean {
-  if ((err as { retriable?: unknown }).retriable === true) return true;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' && ['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ETIMEDOUT'].includes(code))
-    return true;
-  return /Connection terminated unexpectedly|connection lost|terminating connection due to administrator command/i.test(
-    err.message,
-  );
+/** A failure caused by a lost or unreachable connection, not by data, configuration or a bug. */
+export function isConnectionLoss(err: unknown): boolean {
+  return failureKind(err) === 'connection';
+}
+
+/** An outage being ridden out: how long, how many starts, and the last reason. */
+export interface ReconnectState {
+  since: number;
+  attempts: number;
+  lastError: Error;
+  /** When the next start begins (null while one is in progress). */
+  nextAttemptAt: number | null;
+  /** When the connector reached SNAPSHOT or STREAMING again (null: not yet). */
+  upSince: number | null;
+}
+
+/** The messages along an error's cause chain, deduplicated: one line that says what and why. */
+export function causeChain(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let i = 0; e instanceof Error && i < 8; i++) {
+    const line = (e.message || e.name).split('\n')[0]!.trim();
+    if (line && !parts.some((p) => p.includes(line))) parts.push(line);
+    const next = e as { cause?: unknown; originalError?: unknown };
+    e = next.cause ?? next.originalError;
+  }
+  return parts.join(': ');
 }
 
 /** Every configured secret value (passwords, keys, tokens) — what logs and the REST API must never show. */
@@ -86,6 +116,8 @@ export class Worker {
   /** Wakes run() while it reports a failure: 'restart' or 'stop'. */
   #wake: ((why: 'restart' | 'stop') => void) | null = null;
   #onStarted: Array<() => void> = [];
+  #reconnect: ReconnectState | null = null;
+  #reconnectWatch: NodeJS.Timeout | null = null;
 
   constructor(config: PgcdcConfig, log: Logger, opts: WorkerOptions) {
     this.name = config.name;
@@ -114,6 +146,11 @@ export class Worker {
     return this.#restarting;
   }
 
+  /** The outage being ridden out, if any (also after the connector is up again, until it has stayed up). */
+  get reconnect(): Readonly<ReconnectState> | null {
+    return this.#reconnect;
+  }
+
   addObserver(o: ConnectorObserver): void {
     this.#observers.push(o);
   }
@@ -122,6 +159,7 @@ export class Worker {
   get state(): WorkerState {
     const s = this.#connector.state;
     if (this.#failure) return 'FAILED';
+    if (this.#reconnect && this.#reconnect.upSince === null && !this.#stopRequested) return 'RECONNECTING';
     if (this.#connector.paused && (s === 'SNAPSHOT' || s === 'STREAMING')) return 'PAUSED';
     return s;
   }
@@ -137,6 +175,7 @@ export class Worker {
       return await this.#loop();
     } finally {
       this.#finished = true;
+      this.#watchReconnect(false);
       for (const f of this.#onStarted.splice(0)) f();
     }
   }
@@ -144,7 +183,6 @@ export class Worker {
   async #loop(): Promise<RunOutcome> {
     for (;;) {
       const connector = this.#connector;
-      const startedAt = Date.now();
       for (const f of this.#onStarted.splice(0)) f();
       let error: Error | null = null;
       try {
@@ -159,31 +197,28 @@ export class Worker {
       }
       if (!error) return { failure: null };
       if (this.#stopRequested) return { failure: error };
-      if (isConnectionLoss(error)) {
-        // A lost connection (database restart, dropped SSH tunnel, network blip): start a new
-        // instance from the stored offset after a backoff, as a pod restart would, but sooner.
-        const ranMs = Date.now() - startedAt;
-        if (ranMs > AUTO_RESTART_RESET_MS) this.#autoRestarts = 0;
-        if (this.#autoRestarts < AUTO_RESTART_LIMIT) {
-          const delayMs = Math.min(AUTO_RESTART_MAX_MS, 1000 * 2 ** this.#autoRestarts++);
-          this.#log.warn('connection lost; restarting the connector from its stored offset', {
-            err: error,
-            attempt: this.#autoRestarts,
-            retryInMs: delayMs,
-          });
-          this.#restarting = true;
-          const why = await this.#sleepUnlessStopped(delayMs);
-          this.#restarting = false;
-          if (why === 'stop') return { failure: null };
-          this.#connector = this.#newConnector();
-          continue;
-        }
+      const kind = failureKind(error);
+      if (kind === 'connection') {
+        // A lost connection (database restart, broker or registry down, dropped SSH tunnel):
+        // start a new instance from the stored offset after a backoff, as a pod restart would,
+        // but sooner, and for as long as it takes. Nothing was confirmed past the stored offset.
+        const delayMs = this.#lostConnection(error);
+        this.#restarting = true;
+        const why = await this.#sleepUnlessStopped(delayMs);
+        this.#restarting = false;
+        if (why === 'stop') return { failure: null };
+        this.#reconnect!.nextAttemptAt = null;
+        this.#connector = this.#newConnector();
+        continue;
       }
 
+      this.#watchReconnect(false);
+      this.#reconnect = null;
       this.#failure = error;
       this.#failedAt = Date.now();
       this.#log.error('connector failed', {
         err: error,
+        kind,
         exitAfterMs: this.#opts.failureGraceMs,
       });
       const why = await this.#waitAfterFailure();
@@ -194,6 +229,58 @@ export class Worker {
       this.#connector = this.#newConnector();
       this.#restarting = false;
     }
+  }
+
+  /** Records a lost connection, logs one line for it, and returns the wait before the next start. */
+  #lostConnection(error: Error): number {
+    const now = Date.now();
+    let r = this.#reconnect;
+    // Up long enough since the last outage: this is a new one.
+    if (r && r.upSince !== null && now - r.upSince >= RECONNECT_RESET_MS) r = null;
+    r ??= { since: now, attempts: 0, lastError: error, nextAttemptAt: null, upSince: null };
+    r.attempts++;
+    r.lastError = error;
+    r.upSince = null;
+    const delayMs = Math.min(RECONNECT_MAX_DELAY_MS, RECONNECT_FIRST_DELAY_MS * 2 ** (r.attempts - 1));
+    r.nextAttemptAt = now + delayMs;
+    this.#reconnect = r;
+    this.#watchReconnect(true);
+    // One line per attempt, without the stack: a long outage is a line every 15 s, not a flood.
+    this.#log.warn('connection lost; restarting the connector from its stored offset', {
+      reason: causeChain(error),
+      kind: 'connection' satisfies FailureKind,
+      attempt: r.attempts,
+      downForMs: now - r.since,
+      retryInMs: delayMs,
+    });
+    return delayMs;
+  }
+
+  /** While an outage is ridden out, notices when the connector reads again (and says so once). */
+  #watchReconnect(on: boolean): void {
+    if (!on) {
+      if (this.#reconnectWatch) clearInterval(this.#reconnectWatch);
+      this.#reconnectWatch = null;
+      return;
+    }
+    if (this.#reconnectWatch) return;
+    this.#reconnectWatch = setInterval(() => {
+      const r = this.#reconnect;
+      if (!r) return this.#watchReconnect(false);
+      const s = this.#connector.state;
+      const now = Date.now();
+      if (r.upSince === null && (s === 'SNAPSHOT' || s === 'STREAMING')) {
+        r.upSince = now;
+        this.#log.info('reconnected: the connector reads again', {
+          attempts: r.attempts,
+          downForMs: now - r.since,
+        });
+      } else if (r.upSince !== null && now - r.upSince >= RECONNECT_RESET_MS) {
+        this.#reconnect = null;
+        this.#watchReconnect(false);
+      }
+    }, 250);
+    this.#reconnectWatch.unref();
   }
 
   /** Graceful stop of the connector (drain, final offset, confirm); run() then resolves. */
@@ -235,6 +322,14 @@ export class Worker {
     const state = this.state;
     if (this.#failure)
       return { ready: false, state, reason: `connector failed: ${this.#redact(this.#failure.message)}` };
+    const r = this.#reconnect;
+    if (r && r.upSince === null) {
+      return {
+        ready: false,
+        state,
+        reason: `connector reconnecting (attempt ${r.attempts}, down ${Math.round((Date.now() - r.since) / 1000)} s): ${this.#redact(causeChain(r.lastError))}`,
+      };
+    }
     if (this.#restarting) return { ready: false, state, reason: 'connector restarting' };
     if (state === 'SNAPSHOT' || state === 'STREAMING' || state === 'PAUSED') return { ready: true, state };
     const reasons: Partial<Record<WorkerState, string>> = {
@@ -250,8 +345,10 @@ export class Worker {
   status(): Record<string, unknown> {
     const c = this.#connector;
     let state: ConnectState;
-    if (this.#failure || c.state === 'FAILED') state = 'FAILED';
-    else if (this.#restarting) state = 'RESTARTING';
+    const r = this.#reconnect;
+    const reconnecting = r !== null && r.upSince === null && !this.#stopRequested;
+    if (this.#failure || (c.state === 'FAILED' && !reconnecting)) state = 'FAILED';
+    else if (this.#restarting || reconnecting) state = 'RESTARTING';
     else if (c.state === 'STOPPING' || c.state === 'STOPPED') state = 'STOPPED';
     else if (c.paused) state = 'PAUSED';
     else state = 'RUNNING';
@@ -267,6 +364,18 @@ export class Worker {
       type: 'source',
       phase: this.state,
       ...(this.#failedAt ? { failed_at: new Date(this.#failedAt).toISOString() } : {}),
+      ...(r
+        ? {
+            reconnect: {
+              state: r.upSince === null ? 'reconnecting' : 'reconnected',
+              since: new Date(r.since).toISOString(),
+              attempts: r.attempts,
+              lastError: this.#redact(causeChain(r.lastError)),
+              ...(r.nextAttemptAt ? { nextAttemptAt: new Date(r.nextAttemptAt).toISOString() } : {}),
+              ...(r.upSince ? { upSince: new Date(r.upSince).toISOString() } : {}),
+            },
+          }
+        : {}),
       snapshot: c.snapshot,
       lsn: { confirmed: formatLsn(c.confirmedLsn), position: c.position },
       stats: { ...c.stats, inFlightBytes: c.inFlightBytes },
@@ -299,8 +408,6 @@ export class Worker {
   #redact(text: string): string {
     return redactText(text, this.secrets);
   }
-
-  #autoRestarts = 0;
 
   /** Waits `ms`; resolves early with 'stop' when stop() is called. */
   #sleepUnlessStopped(ms: number): Promise<'stop' | 'timeout'> {
