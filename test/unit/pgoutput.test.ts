@@ -505,6 +505,95 @@ describe('pgoutput decoder: errors', () => {
   });
 });
 
+describe('pgoutput decoder: a rejected message changes no state', () => {
+  const isPgoutputError = (re: RegExp) => (e: Error) => e instanceof PgoutputError && re.test(e.message);
+  const widened = { ...usersWire, columns: [...usersWire.columns, { name: 'extra', typeOid: 25 }] };
+
+  it('a Relation with trailing bytes does not replace the cached relation', () => {
+    const d = decoderWithUsers();
+    const bad = Buffer.concat([encodeRelation(widened), Buffer.of(0)]);
+    assert.throws(() => d.decode(bad), isPgoutputError(/Relation message: 1 unexpected trailing bytes/));
+    assert.equal(d.relation(OID)?.columns.length, 3, 'the cache keeps the last valid shape');
+    const m = d.decode(encodeInsert({ relationOid: OID, after: ['1', 'a', 'b'] }));
+    assert.ok(m.tag === 'insert');
+    assert.deepEqual(m.after, ['1', 'a', 'b']);
+  });
+
+  it('a Relation with trailing bytes for a new oid is not cached', () => {
+    const d = new PgoutputDecoder();
+    assert.throws(() => d.decode(Buffer.concat([encodeRelation(usersWire), Buffer.of(1, 2)])));
+    assert.equal(d.relation(OID), undefined);
+  });
+
+  it('a Stream Start or Stream Stop with trailing bytes does not open or close the stream block', () => {
+    const d = new PgoutputDecoder({ protoVersion: 2 });
+    assert.throws(
+      () => d.decode(Buffer.concat([encodeStreamStart({ xid: 5, firstSegment: true }), Buffer.of(0)])),
+      isPgoutputError(/Stream Start message: 1 unexpected trailing bytes/),
+    );
+    assert.equal(d.inStream, false);
+    // Outside a stream block a Relation carries no xid: it still decodes as one.
+    d.decode(encodeRelation(usersWire));
+    d.decode(encodeStreamStart({ xid: 5, firstSegment: true }));
+    assert.throws(
+      () => d.decode(Buffer.concat([encodeStreamStop(), Buffer.of(0)])),
+      isPgoutputError(/Stream Stop message: 1 unexpected trailing bytes/),
+    );
+    assert.equal(d.inStream, true);
+    const m = d.decode(encodeInsert({ xid: 5, relationOid: OID, after: ['1', null, null] }));
+    assert.ok(m.tag === 'insert');
+    assert.equal(m.xid, 5);
+  });
+});
+
+describe('pgoutput decoder: negative counts are refused', () => {
+  const negative = (re: RegExp) => (e: Error) =>
+    e instanceof PgoutputError && /negative/.test(e.message) && re.test(e.message);
+
+  it('Relation column count', () => {
+    const bad = new Writer().byte('R').u32(OID).cstring('public').cstring('t').byte('d').i16(-1).build();
+    const d = new PgoutputDecoder();
+    assert.throws(() => d.decode(bad), negative(/Relation message: negative column count \(-1\)/));
+    assert.equal(d.relation(OID), undefined);
+  });
+
+  it('Truncate relation count', () => {
+    const bad = new Writer().byte('T').i32(-1).u8(0).build();
+    assert.throws(
+      () => decoderWithUsers().decode(bad),
+      negative(/Truncate message: negative relation count \(-1\)/),
+    );
+  });
+
+  it('Message content length', () => {
+    const bad = new Writer().byte('M').u8(1).u64(1n).cstring('p').i32(-5).build();
+    assert.throws(
+      () => new PgoutputDecoder().decode(bad),
+      negative(/Message message: negative content length \(-5\)/),
+    );
+  });
+
+  it('TupleData column count and value length', () => {
+    const d = decoderWithUsers();
+    const badCount = new Writer().byte('I').u32(OID).byte('N').i16(-3).build();
+    assert.throws(() => d.decode(badCount), negative(/Insert message: negative tuple column count/));
+    const badLen = new Writer().byte('I').u32(OID).byte('N').i16(3).byte('t').i32(-1).build();
+    assert.throws(
+      () => d.decode(badLen),
+      negative(/negative value length \(-1\) in column id of public\.users/),
+    );
+  });
+
+  it('the error carries the message type and the bare reason', () => {
+    const bad = new Writer().byte('T').i32(-2).u8(0).build();
+    assert.throws(
+      () => new PgoutputDecoder().decode(bad),
+      (e: Error) =>
+        e instanceof PgoutputError && e.messageType === 'T' && e.reason === 'negative relation count (-2)',
+    );
+  });
+});
+
 describe('pgoutput decoder: protocol 2 streaming framing', () => {
   it('stream block: xid-prefixed messages, then stream commit', () => {
     const d = new PgoutputDecoder({ protoVersion: 2 });

@@ -152,8 +152,19 @@ export type PgoutputMessage =
   | StreamCommitMessage
   | StreamAbortMessage;
 
+/** A message that does not follow the protocol: never retried, the same bytes would fail again. */
 export class PgoutputError extends Error {
   override name = 'PgoutputError';
+  readonly retriable = false;
+  /** The message type byte as a character, once decode() knows it ('' for an empty message). */
+  messageType = '';
+  /** The reason, without the message-name prefix that decode() adds to `message`. */
+  reason: string;
+
+  constructor(reason: string, options?: ErrorOptions) {
+    super(reason, options);
+    this.reason = reason;
+  }
 }
 
 export interface PgoutputDecoderOptions {
@@ -207,6 +218,11 @@ class Reader {
     const s = this.buf.toString('utf8', this.pos, end);
     this.pos = end + 1;
     return s;
+  }
+  /** A signed count or length field: refused when negative instead of decoding as empty. */
+  count(n: number, what: string): number {
+    if (n < 0) throw new PgoutputError(`negative ${what} (${n})`);
+    return n;
   }
   /** n bytes, copied. */
   bytes(n: number): Buffer {
@@ -270,7 +286,7 @@ const HANDLERS: Record<string, Handler> = {
     const transactional = (r.u8() & 1) === 1;
     const lsn = r.lsn();
     const prefix = r.cstring();
-    const content = r.bytes(r.i32());
+    const content = r.bytes(r.count(r.i32(), 'content length'));
     return withXid<LogicalDecodingMessage>({ tag: 'message', transactional, lsn, prefix, content }, xid);
   },
 
@@ -300,7 +316,7 @@ const HANDLERS: Record<string, Handler> = {
         `Relation ${schema}.${table}: unknown replica identity ${describeByte(identByte)}`,
       );
     }
-    const ncols = r.i16();
+    const ncols = r.count(r.i16(), 'column count');
     const columns: Column[] = [];
     for (let i = 0; i < ncols; i++) {
       const flags = r.u8();
@@ -309,9 +325,9 @@ const HANDLERS: Record<string, Handler> = {
       const typeMod = r.i32();
       columns.push({ name, typeOid, typeMod, isKey: (flags & 1) === 1 });
     }
-    // Always a new object: events decoded earlier keep referencing the previous shape.
+    // Always a new object: events decoded earlier keep referencing the previous shape. The cache
+    // is updated by decode() once the whole message is known to be valid.
     const relation: Relation = { oid, schema, table, replicaIdentity, columns };
-    d.setRelation(relation);
     return withXid<RelationMessage>({ tag: 'relation', relation }, xid);
   },
 
@@ -372,7 +388,7 @@ const HANDLERS: Record<string, Handler> = {
   // Truncate: [Int32 xid], Int32 n relations, Int8 options (1 = CASCADE, 2 = RESTART IDENTITY), n × Int32 oid.
   T: (d, r) => {
     const xid = d.streamXid(r);
-    const n = r.i32();
+    const n = r.count(r.i32(), 'relation count');
     const options = r.u8();
     const relationOids: number[] = [];
     const relations: Relation[] = [];
@@ -398,14 +414,12 @@ const HANDLERS: Record<string, Handler> = {
     d.needStreaming('S');
     const xid = r.u32();
     const firstSegment = r.u8() === 1;
-    d.inStream = true;
     return { tag: 'streamStart', xid, firstSegment };
   },
 
   // Stream Stop (proto >= 2): no fields.
   E: (d) => {
     d.needStreaming('E');
-    d.inStream = false;
     return { tag: 'streamStop' };
   },
 
@@ -477,7 +491,7 @@ function expectMarker(r: Reader, marker: number, what: string): void {
  */
 function readTuple(r: Reader, relation: Relation, old: Row | null): Row {
   const buf = r.buf;
-  const ncols = buf.readInt16BE(r.pos);
+  const ncols = r.count(buf.readInt16BE(r.pos), 'tuple column count');
   let pos = r.pos + 2;
   if (ncols !== relation.columns.length) {
     throw new PgoutputError(
@@ -490,8 +504,13 @@ function readTuple(r: Reader, relation: Relation, old: Row | null): Row {
     if (kind === KIND_TEXT) {
       const len = buf.readInt32BE(pos);
       pos += 4;
+      if (len < 0) {
+        throw new PgoutputError(
+          `negative value length (${len}) in column ${relation.columns[i]?.name} of ${relation.schema}.${relation.table}`,
+        );
+      }
       const end = pos + len;
-      if (len < 0 || end > buf.length) throw new RangeError('past end');
+      if (end > buf.length) throw new RangeError('past end');
       row.push(buf.toString('utf8', pos, end));
       pos = end;
     } else if (kind === KIND_NULL) {
@@ -534,18 +553,25 @@ export class PgoutputDecoder {
     this.protoVersion = v;
   }
 
-  /** Decodes one pgoutput message (the data of one XLogData). */
+  /**
+   * Decodes one pgoutput message (the data of one XLogData). The message is validated whole
+   * (every field, no trailing bytes) before the decoder's state changes: a rejected message
+   * leaves the relation cache and the stream-block flag as they were.
+   */
   decode(data: Buffer): PgoutputMessage {
     const type = data[0];
     if (type === undefined) throw new PgoutputError('empty pgoutput message');
+    const char = String.fromCharCode(type);
+    const name = MESSAGE_NAMES[char];
     const handler = DISPATCH[type];
     if (handler === undefined) {
-      const name = MESSAGE_NAMES[String.fromCharCode(type)];
-      throw new PgoutputError(
+      const err = new PgoutputError(
         name !== undefined
           ? `unsupported pgoutput message ${describeByte(type)} (${name}): pgcdc does not enable two-phase decoding`
           : `unknown pgoutput message type ${describeByte(type)}`,
       );
+      err.messageType = char;
+      throw err;
     }
     const r = this.#reader;
     r.buf = data;
@@ -553,26 +579,32 @@ export class PgoutputDecoder {
     let msg: PgoutputMessage;
     try {
       msg = handler(this, r);
+      if (r.pos !== data.length) {
+        throw new PgoutputError(
+          `${data.length - r.pos} unexpected trailing bytes (protoVersion ${this.protoVersion})`,
+        );
+      }
     } catch (err) {
-      const name = MESSAGE_NAMES[String.fromCharCode(type)];
-      if (err instanceof PgoutputError) {
-        err.message = `${name} message: ${err.message}`;
-        throw err;
-      }
-      if (err instanceof RangeError) {
-        throw new PgoutputError(`${name} message truncated (${data.length} bytes)`, { cause: err });
-      }
-      throw err;
+      let typed: PgoutputError;
+      if (err instanceof PgoutputError) typed = err;
+      else if (err instanceof RangeError) {
+        typed = new PgoutputError(`truncated (${data.length} bytes)`, { cause: err });
+      } else throw err;
+      typed.messageType = char;
+      typed.message = `${name} message: ${typed.reason}`;
+      throw typed;
     } finally {
       r.buf = EMPTY;
     }
-    if (r.pos !== data.length) {
-      const name = MESSAGE_NAMES[String.fromCharCode(type)];
-      throw new PgoutputError(
-        `${name} message: ${data.length - r.pos} unexpected trailing bytes (protoVersion ${this.protoVersion})`,
-      );
-    }
+    this.#apply(msg);
     return msg;
+  }
+
+  /** The state a valid message changes: the relation cache and whether a stream block is open. */
+  #apply(msg: PgoutputMessage): void {
+    if (msg.tag === 'relation') this.#relations.set(msg.relation.oid, msg.relation);
+    else if (msg.tag === 'streamStart') this.inStream = true;
+    else if (msg.tag === 'streamStop') this.inStream = false;
   }
 
   /** The cached Relation for an oid, if a Relation message for it was decoded. */
@@ -582,11 +614,6 @@ export class PgoutputDecoder {
 
   get relations(): ReadonlyMap<number, Relation> {
     return this.#relations;
-  }
-
-  /** @internal */
-  setRelation(relation: Relation): void {
-    this.#relations.set(relation.oid, relation);
   }
 
   /** @internal */
