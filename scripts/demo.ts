@@ -2,7 +2,6 @@
 // brings up the local stack, creates a demo table with a few rows, runs the pgcdc worker,
 // makes some changes, and prints the records as a registry-driven consumer decodes them.
 import { stackUp } from '../deploy/local/stack.ts';
-import { silenceKafkajsTimeoutWarning } from '../deploy/local/process.ts';
 import { Connector } from '../src/pipeline/connector.ts';
 import { createLogger } from '../src/worker/log.ts';
 import { TopicReader, eventually, pgClient, uniqueName, workerConfig } from '../test/support/pipeline.ts';
@@ -76,7 +75,6 @@ async function main(): Promise<void> {
   say(`\nThe stack keeps running: ./dev stack env prints its settings, ./dev stack down stops it.`);
 }
 
-silenceKafkajsTimeoutWarning();
 main().then(
   () => process.exit(0),
   (err: unknown) => {

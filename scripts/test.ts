@@ -9,7 +9,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { silenceKafkajsTimeoutWarning } from '../deploy/local/process.ts';
 import { stackUp } from '../deploy/local/stack.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -40,13 +39,10 @@ function runNodeTest(label: string, args: string[], env: NodeJS.ProcessEnv): Pro
     `--test-reporter-destination=${tap}`,
   ];
   return new Promise<number>((resolve) => {
-    // kafkajs 2.2.4 passes negative delays to setTimeout (harmless; Node >= 23 warns each time).
-    const nodeOptions = [env.NODE_OPTIONS, '--disable-warning=TimeoutNegativeWarning']
-      .filter(Boolean)
-      .join(' ');
+    // No warning is silenced: kafkajs's negative timeout is fixed at its cause (scripts/patch-dependencies.mjs).
     const child = spawn(process.execPath, ['--test', ...reporters, ...args], {
       cwd: root,
-      env: { ...env, NODE_OPTIONS: nodeOptions },
+      env,
       stdio: 'inherit',
     });
     child.on('error', (err) => {
@@ -98,7 +94,6 @@ async function main(argv: string[]): Promise<number> {
   return failed ? 1 : 0;
 }
 
-silenceKafkajsTimeoutWarning();
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

@@ -9,14 +9,7 @@
 import fs from 'node:fs';
 import * as kafka from './kafka.ts';
 import * as postgres from './postgres.ts';
-import {
-  errorText,
-  portAccepts,
-  silenceKafkajsTimeoutWarning,
-  StackError,
-  withStackLock,
-  type ServerStatus,
-} from './process.ts';
+import { errorText, portAccepts, StackError, withStackLock, type ServerStatus } from './process.ts';
 import * as registry from './registry.ts';
 import {
   allocatePort,
@@ -123,7 +116,6 @@ function formatStatus(s: ServerStatus): string {
 }
 
 if (import.meta.main) {
-  silenceKafkajsTimeoutWarning();
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {

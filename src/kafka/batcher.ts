@@ -83,8 +83,13 @@ export class Batcher {
     this.#pump();
   }
 
-  /** Runs `onDurable` once every record pushed so far is acknowledged. */
+  /**
+   * Runs `onDurable` once every record pushed so far is acknowledged. After a send failure it
+   * never runs: records pushed before it may be lost, so nothing may be checkpointed past them,
+   * even when nothing is pending any more (the failed batch was dropped from the queue).
+   */
   mark(onDurable: () => void): void {
+    if (this.#failed) return;
     if (this.#filling.count === 0 && this.#queued.length === 0 && this.#inFlight === null) {
       onDurable();
       return;

@@ -116,3 +116,21 @@ test('push also waits at maxInFlightRecords', async () => {
   await p;
   assert.equal(accepted, true);
 });
+
+test('after a failed send, a marker never fires, even with nothing pending any more', async () => {
+  const { sent, send } = controllableSend();
+  const errors: Error[] = [];
+  const b = new Batcher(send, { maxInFlightBytes: 1e6, maxBatchBytes: 1e6, onError: (e) => errors.push(e) });
+  await b.push(rec(1));
+  const fired: string[] = [];
+  b.mark(() => fired.push('covering record 1'));
+  sent[0]!.nack(new Error('broker gone'));
+  await tick();
+  assert.equal(errors.length, 1);
+  // The failed batch left the queue: nothing is filling, queued or in flight.
+  b.mark(() => fired.push('after the failure'));
+  await tick();
+  assert.deepEqual(fired, []);
+  await assert.rejects(b.push(rec(2)), /broker gone/);
+  await assert.rejects(b.flush(), /broker gone/);
+});

@@ -1,19 +1,50 @@
+// The install-time patches of scripts/patch-dependencies.mjs: applied, and each one shown to fix
+// the bug it was written for — against kafkajs's own code, rebuilt unpatched from the patch text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+// @ts-expect-error plain JavaScript module without types (it runs before anything is built)
+import { patches } from '../../scripts/patch-dependencies.mjs';
 
 const require = createRequire(import.meta.url);
-const file = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
+const groupingFile = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
+const sendMessagesFile = require.resolve('kafkajs/src/producer/sendMessages.js');
+const requestQueueFile = require.resolve('kafkajs/src/network/requestQueue/index.js');
+
+interface Patch {
+  file: string;
+  from: string;
+  to: string;
+}
+
+/** Loads `file` as kafkajs shipped it: the patched text with the patch reversed, beside the original. */
+function loadUnpatched<T>(file: string): T {
+  const patch = (patches as Patch[]).find((p) => file.endsWith(p.file.replace('node_modules/', '')));
+  assert.ok(patch, `a patch exists for ${file}`);
+  const text = readFileSync(file, 'utf8');
+  assert.ok(text.includes(patch.to), `${file} is patched`);
+  const copy = path.join(path.dirname(file), `.unpatched-${process.pid}-${path.basename(file)}`);
+  writeFileSync(
+    copy,
+    text.replace(patch.to, () => patch.from),
+  );
+  try {
+    return require(copy) as T;
+  } finally {
+    rmSync(copy, { force: true });
+  }
+}
 
 test('the kafkajs grouping patch is applied (scripts/patch-dependencies.mjs, run by npm ci)', () => {
-  const text = readFileSync(file, 'utf8');
+  const text = readFileSync(groupingFile, 'utf8');
   assert.match(text, /\.push\(message\)/);
   assert.doesNotMatch(text, /\[\.\.\.current, message\]/);
 });
 
 test('the patched grouping keeps kafkajs semantics: per partition, in order', () => {
-  const group = require(file) as (args: {
+  const group = require(groupingFile) as (args: {
     topic: string;
     partitionMetadata: unknown[];
     messages: Array<{ key: string }>;
@@ -32,4 +63,198 @@ test('the patched grouping keeps kafkajs semantics: per partition, in order', ()
     2: ['2', '5', '8'],
   });
   assert.deepEqual(group({ topic: 't', partitionMetadata: [], messages, partitioner: () => 0 }), {});
+});
+
+// --- sendMessages: a retry must resend every partition that is not acknowledged -------------
+
+type SendMessages = (args: {
+  acks: number;
+  timeout?: number;
+  compression?: number;
+  topicMessages: Array<{ topic: string; messages: Array<{ key: string; value: string }> }>;
+}) => Promise<Array<{ topicName: string; partition: number }>>;
+type CreateSendMessages = (deps: Record<string, unknown>) => SendMessages;
+
+interface ProduceRequest {
+  topicData: Array<{ topic: string; partitions: Array<{ partition: number; messages: unknown[] }> }>;
+}
+
+/**
+ * Two brokers, shaped like pgcdc's batches: the table topic `db.public.t` led by broker 2, the
+ * offsets topic led by broker 1. `faults` says how broker 2 fails its first produce requests;
+ * on its first failure, leadership of the table topic moves to broker 1 (the broker died).
+ */
+function twoBrokerCluster(failures: Array<(req: ProduceRequest) => Error | null>) {
+  const { KafkaJSConnectionError } = require('kafkajs/src/errors') as {
+    KafkaJSConnectionError: new (m: string) => Error;
+  };
+  const leaders = new Map([
+    ['db.public.t', 2],
+    ['pgcdc-offsets', 1],
+  ]);
+  const appended: string[] = [];
+  const produce = (nodeId: number) => async (req: ProduceRequest) => {
+    await new Promise((r) => setImmediate(r));
+    if (nodeId === 2) {
+      const fault = failures.shift()?.(req);
+      if (fault) {
+        leaders.set('db.public.t', 1);
+        throw fault;
+      }
+    }
+    for (const { topic, partitions } of req.topicData) {
+      for (const p of partitions) {
+        if (leaders.get(topic) !== nodeId) throw new Error(`broker ${nodeId} is not the leader of ${topic}`);
+        appended.push(`${topic}[${p.partition}] x${p.messages.length}`);
+      }
+    }
+    return {
+      topics: req.topicData.map(({ topic, partitions }) => ({
+        topicName: topic,
+        partitions: partitions.map((p) => ({ partition: p.partition, errorCode: 0, baseOffset: '0' })),
+      })),
+    };
+  };
+  const brokers = new Map([1, 2].map((nodeId) => [nodeId, { nodeId, produce: produce(nodeId) }]));
+  const cluster = {
+    targetTopics: new Set<string>(),
+    refreshMetadataIfNecessary: async () => undefined,
+    refreshMetadata: async () => undefined,
+    addMultipleTargetTopics: async () => undefined,
+    isConnected: () => true,
+    connect: async () => undefined,
+    removeBroker: () => undefined,
+    findTopicPartitionMetadata: (topic: string) => [{ partitionId: 0, leader: leaders.get(topic) }],
+    findLeaderForPartitions: (topic: string, partitions: string[]) => ({
+      [leaders.get(topic)!]: partitions.map(Number),
+    }),
+    findBroker: async ({ nodeId }: { nodeId: string }) => brokers.get(Number(nodeId)),
+  };
+  const eosManager = {
+    isTransactional: () => false,
+    acquireBrokerLock: async () => undefined,
+    releaseBrokerLock: async () => undefined,
+    getSequence: () => 0,
+    updateSequence: () => undefined,
+    getProducerId: () => -1,
+    getProducerEpoch: () => 0,
+  };
+  const createRetry = require('kafkajs/src/retry') as (c: Record<string, number>) => unknown;
+  const deps = {
+    logger: { debug: () => undefined, error: () => undefined, warn: () => undefined, info: () => undefined },
+    cluster,
+    partitioner: () => 0,
+    eosManager,
+    retrier: createRetry({ retries: 3, initialRetryTime: 5, maxRetryTime: 20 }),
+  };
+  const connectionLost = () => new KafkaJSConnectionError('Connection error: read ECONNRESET');
+  return { deps, appended, connectionLost };
+}
+
+const pgcdcBatch = {
+  acks: -1,
+  topicMessages: [
+    {
+      topic: 'db.public.t',
+      messages: [
+        { key: '1', value: 'change 1' },
+        { key: '1', value: 'change 2' },
+      ],
+    },
+    { topic: 'pgcdc-offsets', messages: [{ key: 'connector', value: '{"lsn":"0/2"}' }] },
+  ],
+};
+
+test('kafkajs 2.2.4 as shipped: a retry skips the partition whose new leader already answered (the loss the patch fixes)', async () => {
+  const createSendMessages = loadUnpatched<CreateSendMessages>(sendMessagesFile);
+  const { deps, appended, connectionLost } = twoBrokerCluster([() => connectionLost()]);
+  await createSendMessages(deps)(pgcdcBatch); // resolves: reported as acknowledged
+  assert.deepEqual(
+    appended,
+    ['pgcdc-offsets[0] x1'],
+    'only the offset was written, not the changes it covers',
+  );
+});
+
+test('patched: after a leader move, the retry sends every unacknowledged partition to its new leader', async () => {
+  const createSendMessages = require(sendMessagesFile) as CreateSendMessages;
+  const { deps, appended, connectionLost } = twoBrokerCluster([() => connectionLost()]);
+  const acks = await createSendMessages(deps)(pgcdcBatch);
+  assert.deepEqual(appended.sort(), ['db.public.t[0] x2', 'pgcdc-offsets[0] x1']);
+  assert.deepEqual(acks.map((a) => `${a.topicName}[${a.partition}]`).sort(), [
+    'db.public.t[0]',
+    'pgcdc-offsets[0]',
+  ]);
+});
+
+test('patched: an acknowledged partition is not sent again when another one is retried', async () => {
+  const createSendMessages = require(sendMessagesFile) as CreateSendMessages;
+  // Broker 2 fails twice; the offsets partition (broker 1) was acknowledged by the first attempt.
+  const { deps, appended, connectionLost } = twoBrokerCluster([
+    () => connectionLost(),
+    () => connectionLost(),
+  ]);
+  await createSendMessages(deps)(pgcdcBatch);
+  assert.equal(appended.filter((a) => a.startsWith('pgcdc-offsets')).length, 1);
+  assert.equal(appended.filter((a) => a.startsWith('db.public.t')).length, 1);
+});
+
+test('patched: a send that keeps failing rejects instead of resolving', async () => {
+  const createSendMessages = require(sendMessagesFile) as CreateSendMessages;
+  const { deps, connectionLost } = twoBrokerCluster([]);
+  // Broker 2 never recovers and leadership never moves: every attempt fails.
+  (deps.cluster as { findBroker: unknown }).findBroker = async ({ nodeId }: { nodeId: string }) => {
+    if (Number(nodeId) === 2) throw connectionLost();
+    return {
+      nodeId: 1,
+      produce: async (req: ProduceRequest) => ({
+        topics: req.topicData.map((t) => ({
+          topicName: t.topic,
+          partitions: t.partitions.map((p) => ({ partition: p.partition, errorCode: 0 })),
+        })),
+      }),
+    };
+  };
+  await assert.rejects(createSendMessages(deps)(pgcdcBatch));
+});
+
+type RequestQueueClass = new (a: Record<string, unknown>) => {
+  scheduleCheckPendingRequests(): void;
+  destroy(): void;
+};
+
+/** The process warnings one request queue's first scheduling prints. */
+async function schedulingWarnings(RequestQueue: RequestQueueClass): Promise<string[]> {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  try {
+    const queue = new RequestQueue({
+      instrumentationEmitter: null,
+      maxInFlightRequests: 1,
+      requestTimeout: 1000,
+      enforceRequestTimeout: true,
+      clientId: 'test',
+      broker: 'b',
+      logger: {
+        debug: () => undefined,
+        error: () => undefined,
+        warn: () => undefined,
+        info: () => undefined,
+      },
+    });
+    queue.scheduleCheckPendingRequests();
+    await new Promise((r) => setTimeout(r, 20));
+    queue.destroy();
+  } finally {
+    process.off('warning', onWarning);
+  }
+  return warnings;
+}
+
+test('the request queue schedules its first check without a negative timeout (no TimeoutNegativeWarning)', async () => {
+  const shipped = await schedulingWarnings(loadUnpatched<RequestQueueClass>(requestQueueFile));
+  assert.ok(shipped.includes('TimeoutNegativeWarning'), 'kafkajs as shipped warns');
+  const patched = await schedulingWarnings(require(requestQueueFile) as RequestQueueClass);
+  assert.deepEqual(patched, []);
 });
