@@ -1,6 +1,17 @@
 // PostgreSQL of the local stack: a throwaway cluster (Debian's binaries) under .stack/postgres,
 // logical decoding on, scram-sha-256 everywhere, TLS with a local CA and a client-cert role.
-import { randomBytes } from 'node:crypto';
+//
+// Where the server's own files live (its "home": data directory, socket directory, its copy of
+// the TLS files). PostgreSQL refuses to run as root, so when we are root it runs as OS_USER, and
+// that user must be able to reach its files. A clone inside a directory other users cannot enter
+// (a `mktemp -d` folder, /root) is unreachable for it: initdb then could not even read the
+// password file. So, for a new cluster only, when we are root and OS_USER cannot enter
+// .stack/, the home is /var/tmp/pgcdc-stack-<hash of the .stack path> (owned by OS_USER, 0700;
+// /var/tmp rather than /tmp because it survives a reboot, like .stack/ does), and
+// .stack/postgres/server-home records that choice. Everything else (pid file, log, state, the
+// TLS files clients use) stays in .stack/. An existing cluster under .stack/postgres/data is
+// never moved, so a stack that already runs keeps being recognised.
+import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,6 +20,8 @@ import {
   aptInstall,
   isOurProcess,
   portIsFree,
+  processCommandLine,
+  processCwd,
   run,
   spawnDetached,
   stackDir,
@@ -19,6 +32,7 @@ import {
 } from './process.ts';
 import {
   allocatePort,
+  loadState,
   PG_CERT_USER,
   PG_DATABASE,
   PG_SUPERUSER,
@@ -28,28 +42,131 @@ import {
 } from './state.ts';
 
 const NAME = 'postgres';
+/** Our own files about the server: pid file, log, the record of its home. */
 const dir = path.join(stackDir, 'postgres');
-const dataDir = path.join(dir, 'data');
-const runDir = path.join(dir, 'run');
 const logFile = path.join(dir, 'postgres.log');
 const pidFile = path.join(dir, 'pid');
+const homeRecord = path.join(dir, 'server-home');
 /** Postgres refuses to run as root; when we are root it runs as this system user. */
 const OS_USER = 'pgcdc';
 const READY_TIMEOUT_MS = 60_000;
 
-// SIGINT = PostgreSQL's "fast" shutdown: disconnects clients (SIGTERM would wait for them to leave).
-const server = new ServerProcess({
-  name: NAME,
-  pidFile,
-  marker: dataDir,
-  logFile,
-  stopSignal: 'SIGINT',
-  stopTimeoutMs: 30_000,
-});
-
 interface OsUser {
   uid: number;
   gid: number;
+}
+
+/** The server's own files (see the top of this file for why they may live outside .stack/). */
+export interface Home {
+  dir: string;
+  dataDir: string;
+  runDir: string;
+  /** Where the server reads its certificate, key and CA: .stack/tls, or its copy outside. */
+  tlsDir: string;
+}
+
+function homeAt(home: string): Home {
+  const outside = home !== dir;
+  return {
+    dir: home,
+    dataDir: path.join(home, 'data'),
+    runDir: path.join(home, 'run'),
+    tlsDir: outside ? path.join(home, 'tls') : tlsDir,
+  };
+}
+
+/** The home in use: the recorded one, else .stack/postgres (where every cluster lived before). */
+export function currentHome(): Home {
+  try {
+    const recorded = fs.readFileSync(homeRecord, 'utf8').trim();
+    if (recorded) return homeAt(recorded);
+  } catch {
+    // none recorded
+  }
+  return homeAt(dir);
+}
+
+/** /var/tmp/pgcdc-stack-<hash>: one per .stack directory, so two clones never share a cluster. */
+export function outsideHomePath(): string {
+  const real = fs.existsSync(stackDir) ? fs.realpathSync(stackDir) : stackDir;
+  return path.join('/var/tmp', `pgcdc-stack-${createHash('sha256').update(real).digest('hex').slice(0, 16)}`);
+}
+
+/** True if `user` can enter `directory` (search permission on it and on every directory above). */
+function canEnter(user: OsUser, directory: string): boolean {
+  return spawnSync('test', ['-x', directory], { uid: user.uid, gid: user.gid, stdio: 'ignore' }).status === 0;
+}
+
+/** Chooses the home of a cluster that does not exist yet, and records the choice. */
+function chooseHome(user: OsUser | undefined): Home {
+  const current = currentHome();
+  if (fs.existsSync(path.join(current.dataDir, 'PG_VERSION'))) return current;
+  if (!user || canEnter(user, stackDir)) return current;
+  const home = outsideHomePath();
+  const st = fs.lstatSync(home, { throwIfNoEntry: false });
+  if (st) {
+    // World-writable /var/tmp: only a directory that OS_USER owns is ours (never follow a link).
+    if (!st.isDirectory() || st.uid !== user.uid) {
+      throw new StackError(
+        NAME,
+        `${home} exists and is not a directory owned by ${OS_USER}; remove it`,
+        logFile,
+      );
+    }
+    // Left by a .stack/ that was deleted since (its password is gone with it): start afresh,
+    // unless a server still runs on it.
+    if (livePostmaster(homeAt(home))) {
+      throw new StackError(NAME, `a PostgreSQL server still runs on ${home}/data; stop it first`, logFile);
+    }
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+  fs.mkdirSync(home, { mode: 0o700 });
+  chown(home, user);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  fs.writeFileSync(homeRecord, `${home}\n`);
+  process.stderr.write(
+    `stack: postgres: ${OS_USER} cannot enter ${stackDir}; the cluster lives in ${home} (recorded in ${homeRecord})\n`,
+  );
+  return homeAt(home);
+}
+
+/**
+ * The postmaster running on this data directory, found through its lock file (first line: PID,
+ * fourth: port), and only if that PID really is a live process working in the data directory.
+ * Our own pid file can be out of date: `pg_ctl restart` starts a new postmaster with a new PID,
+ * and a server that is alive must never lose its lock file (it shuts itself down when it finds
+ * the file gone or rewritten: "data directory lock file is invalid").
+ */
+export function livePostmaster(home: Home = currentHome()): { pid: number; port: number } | undefined {
+  let lines: string[];
+  try {
+    lines = fs.readFileSync(path.join(home.dataDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number.parseInt(lines[0] ?? '', 10);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  if (!processCommandLine(pid)) return undefined; // gone (or a zombie)
+  let real: string;
+  try {
+    real = fs.realpathSync(home.dataDir);
+  } catch {
+    return undefined;
+  }
+  if (processCwd(pid) !== real) return undefined; // the PID was reused by something else
+  return { pid, port: Number.parseInt(lines[3] ?? '', 10) };
+}
+
+// SIGINT = PostgreSQL's "fast" shutdown: disconnects clients (SIGTERM would wait for them to leave).
+function serverOf(home: Home): ServerProcess {
+  return new ServerProcess({
+    name: NAME,
+    pidFile,
+    marker: home.dataDir,
+    logFile,
+    stopSignal: 'SIGINT',
+    stopTimeoutMs: 30_000,
+  });
 }
 
 /** The `bin` directory of the newest installed PostgreSQL; installs Debian's package if none. */
@@ -170,15 +287,35 @@ async function ensureTls(user: OsUser | undefined): Promise<void> {
   chown(path.join(tlsDir, 'server.key'), user);
 }
 
-async function initCluster(bin: string, state: StackState, user: OsUser | undefined): Promise<void> {
+/** A home outside .stack/ gets its own copy of what the server reads (it cannot reach .stack/tls). */
+function copyServerTls(home: Home, user: OsUser | undefined): void {
+  if (home.tlsDir === tlsDir) return;
+  fs.mkdirSync(home.tlsDir, { recursive: true, mode: 0o700 });
+  chown(home.tlsDir, user);
+  for (const f of ['ca.crt', 'server.crt', 'server.key']) {
+    const to = path.join(home.tlsDir, f);
+    fs.copyFileSync(path.join(tlsDir, f), to);
+    fs.chmodSync(to, 0o600);
+    chown(to, user);
+  }
+}
+
+async function initCluster(
+  bin: string,
+  state: StackState,
+  user: OsUser | undefined,
+  home: Home,
+): Promise<void> {
+  const { dataDir } = home;
   if (fs.existsSync(path.join(dataDir, 'PG_VERSION'))) return;
   process.stderr.write('stack: postgres: creating the cluster (initdb)\n');
   fs.rmSync(dataDir, { recursive: true, force: true }); // a half-made one from an interrupted init
-  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  chown(dir, user);
+  fs.mkdirSync(home.dir, { recursive: true, mode: home.dir === dir ? 0o755 : 0o700 });
+  chown(home.dir, user);
   state.pgPassword ??= randomBytes(18).toString('base64url');
   saveState(state);
-  const pwFile = path.join(dir, '.pwfile');
+  // In the server's home, not in .stack/: initdb runs as OS_USER and must be able to read it.
+  const pwFile = path.join(home.dir, '.pwfile');
   fs.writeFileSync(pwFile, `${state.pgPassword}\n`, { mode: 0o600 });
   chown(pwFile, user);
   try {
@@ -196,7 +333,7 @@ async function initCluster(bin: string, state: StackState, user: OsUser | undefi
         '--encoding=UTF8',
         '--locale=C',
       ],
-      { cwd: dir, logFile, env: { PATH: process.env.PATH, LANG: 'C' }, ...user },
+      { cwd: home.dir, logFile, env: { PATH: process.env.PATH, LANG: 'C' }, ...user },
     );
   } finally {
     fs.rmSync(pwFile, { force: true });
@@ -205,7 +342,8 @@ async function initCluster(bin: string, state: StackState, user: OsUser | undefi
 }
 
 /** Settings rewritten at each start (the port may have moved). */
-function writeConfig(port: number, user: OsUser | undefined): void {
+function writeConfig(port: number, user: OsUser | undefined, home: Home): void {
+  const { dataDir, runDir } = home;
   fs.mkdirSync(runDir, { recursive: true, mode: 0o755 });
   chown(runDir, user);
   const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
@@ -220,9 +358,9 @@ function writeConfig(port: number, user: OsUser | undefined): void {
     `max_wal_senders = 64`,
     `password_encryption = 'scram-sha-256'`,
     `ssl = on`,
-    `ssl_ca_file = ${q(path.join(tlsDir, 'ca.crt'))}`,
-    `ssl_cert_file = ${q(path.join(tlsDir, 'server.crt'))}`,
-    `ssl_key_file = ${q(path.join(tlsDir, 'server.key'))}`,
+    `ssl_ca_file = ${q(path.join(home.tlsDir, 'ca.crt'))}`,
+    `ssl_cert_file = ${q(path.join(home.tlsDir, 'server.crt'))}`,
+    `ssl_key_file = ${q(path.join(home.tlsDir, 'server.key'))}`,
     // A throwaway cluster: durability against OS crashes is not needed, speed is. (Not
     // synchronous_commit=off: logical decoding only sees flushed WAL, so it would delay changes.)
     `fsync = off`,
@@ -280,25 +418,36 @@ async function provision(state: StackState, port: number): Promise<void> {
 }
 
 export async function up(state: StackState): Promise<void> {
-  let pid = server.runningPid();
   let port = await allocatePort(state, 'postgres');
-  if (!pid) {
+  let home = currentHome();
+  // A live postmaster on our data directory is the server, whatever our pid file says.
+  const live = livePostmaster(home);
+  let pid = live?.pid;
+  if (live) {
+    fs.writeFileSync(pidFile, `${live.pid}\n`);
+    if (Number.isInteger(live.port) && live.port !== port) {
+      state.ports.postgres = port = live.port;
+      saveState(state);
+    }
+  } else {
     const bin = await pgBinDir();
     const user = await osUser();
+    home = chooseHome(user);
     await ensureTls(user);
-    await initCluster(bin, state, user);
+    copyServerTls(home, user);
+    await initCluster(bin, state, user, home);
     if (!(await portIsFree(port))) port = await allocatePort(state, 'postgres', true);
-    writeConfig(port, user);
-    // Lock files left by a killed server make postgres refuse to start while their PID exists
-    // (reused, or a zombie not yet reaped); we know no server of ours runs on this directory.
-    fs.rmSync(path.join(dataDir, 'postmaster.pid'), { force: true });
-    for (const f of fs.existsSync(runDir) ? fs.readdirSync(runDir) : []) {
-      if (f.startsWith('.s.PGSQL.')) fs.rmSync(path.join(runDir, f), { force: true }); // socket + its lock
+    writeConfig(port, user, home);
+    // A lock file whose PID is not a live postmaster on this directory is stale; postgres would
+    // refuse to start while that PID exists (reused, or a zombie not yet reaped).
+    fs.rmSync(path.join(home.dataDir, 'postmaster.pid'), { force: true });
+    for (const f of fs.existsSync(home.runDir) ? fs.readdirSync(home.runDir) : []) {
+      if (f.startsWith('.s.PGSQL.')) fs.rmSync(path.join(home.runDir, f), { force: true }); // socket + its lock
     }
     pid = spawnDetached({
       command: path.join(bin, 'postgres'),
-      args: ['-D', dataDir],
-      cwd: dataDir,
+      args: ['-D', home.dataDir],
+      cwd: home.dataDir,
       logFile,
       pidFile,
       env: { PATH: process.env.PATH, LANG: 'C' },
@@ -306,10 +455,12 @@ export async function up(state: StackState): Promise<void> {
     });
   }
   const startedPid = pid;
+  const { dataDir } = home;
   await waitReady(NAME, async () => (await query(state, port, 'SELECT 1')).rowCount === 1, {
     timeoutMs: READY_TIMEOUT_MS,
     logFile,
-    alive: () => isOurProcess(startedPid, dataDir),
+    // pg_ctl restart replaces the postmaster: then the one in the lock file is the server.
+    alive: () => isOurProcess(startedPid, dataDir) || livePostmaster(home) !== undefined,
   });
   try {
     await provision(state, port);
@@ -319,9 +470,15 @@ export async function up(state: StackState): Promise<void> {
 }
 
 export async function down(): Promise<void> {
-  await server.stop();
+  const home = currentHome();
+  const live = livePostmaster(home);
+  if (live) fs.writeFileSync(pidFile, `${live.pid}\n`);
+  await serverOf(home).stop();
 }
 
-export function status(state: StackState): ServerStatus {
-  return server.status(state.ports.postgres);
+export function status(state: StackState = loadState()): ServerStatus {
+  const home = currentHome();
+  const live = livePostmaster(home);
+  if (live) return { server: NAME, pid: live.pid, port: state.ports.postgres, up: true, log: logFile };
+  return serverOf(home).status(state.ports.postgres);
 }

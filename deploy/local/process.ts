@@ -7,8 +7,15 @@ import path from 'node:path';
 
 /** Repository root (this file is deploy/local/process.ts). */
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
-/** All state, data and logs of the stack. Git-ignored. */
-export const stackDir = path.join(repoRoot, '.stack');
+/**
+ * All state, data and logs of the stack. Git-ignored. PGCDC_STACK_HOME moves it (a second,
+ * throwaway stack for tests of the stack itself, which must never touch the one the suite uses);
+ * deliberately not PGCDC_STACK_DIR, which `./dev stack env` exports to shells and would otherwise
+ * point `up` in another clone at this clone's servers.
+ */
+export const stackDir = process.env.PGCDC_STACK_HOME
+  ? path.resolve(process.env.PGCDC_STACK_HOME)
+  : path.join(repoRoot, '.stack');
 /** Downloaded artifacts (Kafka jars, Apicurio). Git-ignored; survives `rm -rf .stack`. */
 export const cacheDir = path.join(repoRoot, '.cache');
 
@@ -98,6 +105,15 @@ export function isOurProcess(pid: number | undefined, marker: string): pid is nu
     return false;
   }
   return cmd.includes(marker);
+}
+
+/** The working directory of a live process (PostgreSQL's postmaster works in its data directory). */
+export function processCwd(pid: number): string | undefined {
+  try {
+    return fs.realpathSync(`/proc/${pid}/cwd`);
+  } catch {
+    return undefined;
+  }
 }
 
 export function readPid(pidFile: string): number | undefined {
