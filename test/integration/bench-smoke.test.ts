@@ -1,6 +1,9 @@
 // Keeps the benchmark harness from rotting: runs `bench/run.ts` with tiny sizes (2,000 rows, one
-// repetition, short streaming steps) against the local stack and checks that the JSON result
-// has every scenario and baseline with positive figures, and that the Markdown table was written.
+// repetition, short streaming steps) against the local stack and checks that the JSON result is
+// well formed (every scenario and baseline, every figure a number where one is due, figures
+// consistent with each other) and that the Markdown table was written. It asserts nothing about
+// how fast the machine is: on a loaded CI machine a 300 changes/s step may not be sustained, and
+// the harness must then say so (maxSustainedChangesPerSec = 0), which is a well-formed result.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,13 +15,124 @@ import { fileURLToPath } from 'node:url';
 const RUN = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
 
 interface Summary {
-  median: number;
+  /** JSON has no NaN: an unmeasured figure is null. */
+  median: number | null;
   n: number;
 }
 
+interface Step {
+  offeredChangesPerSec: number;
+  generatedChangesPerSec: number;
+  producedChangesPerSec: number;
+  drainSeconds: number;
+  maxWalLagBytes: number;
+  sustained: boolean;
+  generatorLimited: boolean;
+}
+
+interface BenchJson {
+  environment: Record<string, unknown>;
+  runs: Record<string, Array<Record<string, number | null>>>;
+  summary: Record<string, Record<string, Summary>>;
+  streamSteps: Step[][];
+  table: Array<{ scenario: string; value: Summary }>;
+  profile?: { digest: { totalMs: number; top: unknown[] } };
+}
+
+const SCENARIOS = ['baselines', 'snapshot', 'stream', 'latency', 'bigtx'];
+
+/** Amounts of work done and resources used: more than nothing on any machine, however slow. */
+const POSITIVE: Record<string, string[]> = {
+  baselines: ['avgRecordBytes', 'copyBytes', 'tableMiB'],
+  snapshot: ['kafkaBytes', 'peakRssMiB', 'cpuSeconds'],
+  stream: ['backlogChanges', 'peakRssMiB', 'catchUpPeakRssMiB'],
+  latency: ['samples', 'recordsInTopic', 'peakRssMiB'],
+  bigtx: ['peakRssMiB', 'peakRssSmallTxMiB', 'pgDecodeMessages', 'cpuSeconds'],
+};
+
+/** Rates and durations: measured (a finite number, not negative), whatever their size. */
+const MEASURED: Record<string, string[]> = {
+  baselines: ['copyRowsPerSec', 'readRowsPerSec', 'avroRowsPerSec', 'kafkaRecordsPerSec', 'copySeconds'],
+  snapshot: ['seconds', 'rowsPerSec', 'kafkaMiBPerSec', 'firstRecordSec'],
+  stream: [
+    'maxSustainedChangesPerSec',
+    'maxSustainedRecordsPerSec',
+    'maxProducedChangesPerSec',
+    'pgDecodeChangesPerSec',
+    'catchUpSeconds',
+    'catchUpChangesPerSec',
+  ],
+  latency: ['changesPerSec', 'appendP50Ms', 'appendP99Ms', 'visibleP50Ms', 'visibleP99Ms'],
+  bigtx: ['drainSeconds', 'rowsPerSecAfterCommit', 'pgDecodeRowsPerSec', 'totalSeconds'],
+};
+
+function assertWellFormed(result: BenchJson, offeredRates: number[]): void {
+  for (const s of SCENARIOS) {
+    assert.equal(result.runs[s]?.length, 1, `${s}: one run`);
+    for (const [m, v] of Object.entries(result.runs[s]![0]!)) {
+      assert.ok(v === null || typeof v === 'number', `${s}.${m} = ${JSON.stringify(v)}`);
+    }
+  }
+  const median = (s: string, m: string): number => {
+    const v = result.summary[s]?.[m]?.median;
+    assert.ok(typeof v === 'number' && Number.isFinite(v), `${s}.${m} = ${v}`);
+    return v;
+  };
+  for (const [s, metrics] of Object.entries(POSITIVE)) {
+    for (const m of metrics) assert.ok(median(s, m) > 0, `${s}.${m} = ${median(s, m)}`);
+  }
+  for (const [s, metrics] of Object.entries(MEASURED)) {
+    for (const m of metrics) assert.ok(median(s, m) >= 0, `${s}.${m} = ${median(s, m)}`);
+  }
+  // Percentiles are ordered (millisecond resolution: 0 ms is possible).
+  for (const kind of ['append', 'visible']) {
+    const [p50, p95, p99, max] = ['P50Ms', 'P95Ms', 'P99Ms', 'MaxMs'].map((p) => median('latency', kind + p));
+    assert.ok(p50! <= p95! && p95! <= p99! && p99! <= max!, `${kind}: p50 ≤ p95 ≤ p99 ≤ max`);
+  }
+
+  // The streaming steps: escalation in the offered order, stopping at the first step that was not
+  // sustained; the reported maximum is the best sustained step, or 0 when none was.
+  const steps = result.streamSteps[0];
+  assert.ok(steps && steps.length >= 1 && steps.length <= offeredRates.length, 'stream: the steps run');
+  steps.forEach((step, i) => {
+    assert.equal(step.offeredChangesPerSec, offeredRates[i], `step ${i}: offered rate`);
+    for (const k of [
+      'generatedChangesPerSec',
+      'producedChangesPerSec',
+      'drainSeconds',
+      'maxWalLagBytes',
+    ] as const) {
+      assert.ok(Number.isFinite(step[k]) && step[k] >= 0, `step ${i}: ${k} = ${step[k]}`);
+    }
+    assert.equal(typeof step.sustained, 'boolean', `step ${i}: sustained`);
+    assert.equal(typeof step.generatorLimited, 'boolean', `step ${i}: generatorLimited`);
+    if (i < steps.length - 1)
+      assert.ok(step.sustained && !step.generatorLimited, `step ${i}: escalated past`);
+  });
+  const sustained = steps.filter((s) => s.sustained).map((s) => s.generatedChangesPerSec);
+  assert.equal(median('stream', 'maxSustainedChangesPerSec'), Math.max(0, ...sustained));
+  assert.equal(
+    median('stream', 'maxProducedChangesPerSec'),
+    Math.max(...steps.map((s) => s.producedChangesPerSec)),
+  );
+
+  for (const s of ['Initial load', 'Streaming', 'Latency', 'Large transaction']) {
+    assert.ok(
+      result.table.some((r) => r.scenario.startsWith(s)),
+      `the table has a row of ${s}: ${result.table.map((r) => r.scenario).join(', ')}`,
+    );
+  }
+  for (const r of result.table) {
+    assert.ok(r.value.median === null || Number.isFinite(r.value.median), `table: ${r.scenario}`);
+  }
+  assert.equal(typeof result.environment.postgres, 'string');
+  assert.ok((result.profile?.digest.totalMs ?? 0) > 0, 'the snapshot profile was digested');
+}
+
 test(
-  'bench harness: every scenario and baseline yields positive figures (tiny N)',
-  { timeout: 90_000 },
+  'bench harness: every scenario and baseline yields well-formed figures (tiny N)',
+  // A hang guard only: a loaded machine may take many times longer than an idle one.
+  { timeout: 15 * 60_000 },
   async () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'pgcdc-bench-'));
     try {
@@ -42,7 +156,7 @@ test(
           env: process.env,
           stdio: ['ignore', 'pipe', 'pipe'],
           // Within the test's own timeout; the harness stops its workers on SIGTERM.
-          timeout: 85_000,
+          timeout: 14 * 60_000,
         });
         child.stdout.on('data', (d: Buffer) => (text += d.toString()));
         child.stderr.on('data', (d: Buffer) => (text += d.toString()));
@@ -53,49 +167,7 @@ test(
       const json = fs.readdirSync(out).find((f) => f.endsWith('.json'));
       assert.ok(json, `no .json in ${out}`);
       assert.ok(fs.existsSync(path.join(out, json.replace(/\.json$/, '.md'))), 'the .md beside the .json');
-      const result = JSON.parse(fs.readFileSync(path.join(out, json), 'utf8')) as {
-        environment: Record<string, unknown>;
-        runs: Record<string, Array<Record<string, number>>>;
-        summary: Record<string, Record<string, Summary>>;
-        table: unknown[];
-        profile?: { digest: { totalMs: number; top: unknown[] } };
-      };
-      for (const s of ['baselines', 'snapshot', 'stream', 'latency', 'bigtx']) {
-        assert.equal(result.runs[s]?.length, 1, `${s}: one run`);
-      }
-      const positive: Record<string, string[]> = {
-        baselines: [
-          'copyRowsPerSec',
-          'readRowsPerSec',
-          'avroRowsPerSec',
-          'kafkaRecordsPerSec',
-          'avgRecordBytes',
-        ],
-        snapshot: ['seconds', 'rowsPerSec', 'kafkaMiBPerSec', 'peakRssMiB', 'cpuSeconds'],
-        stream: ['maxSustainedChangesPerSec', 'peakRssMiB', 'pgDecodeChangesPerSec'],
-        latency: ['changesPerSec', 'samples', 'appendP99Ms', 'visibleP99Ms', 'peakRssMiB'],
-        bigtx: [
-          'drainSeconds',
-          'rowsPerSecAfterCommit',
-          'peakRssMiB',
-          'peakRssSmallTxMiB',
-          'pgDecodeRowsPerSec',
-        ],
-      };
-      for (const [s, metrics] of Object.entries(positive)) {
-        for (const m of metrics) {
-          const v = result.summary[s]?.[m]?.median;
-          assert.ok(typeof v === 'number' && Number.isFinite(v) && v > 0, `${s}.${m} = ${v}`);
-        }
-      }
-      // Latency percentiles may be 0 ms (millisecond resolution) but never negative or missing.
-      for (const m of ['appendP50Ms', 'visibleP50Ms']) {
-        const v = result.summary.latency?.[m]?.median;
-        assert.ok(typeof v === 'number' && v >= 0, `latency.${m} = ${v}`);
-      }
-      assert.ok(result.table.length >= 10, 'the table has the rows of every scenario');
-      assert.equal(typeof result.environment.postgres, 'string');
-      assert.ok((result.profile?.digest.totalMs ?? 0) > 0, 'the snapshot profile was digested');
+      assertWellFormed(JSON.parse(fs.readFileSync(path.join(out, json), 'utf8')) as BenchJson, [300, 600]);
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }

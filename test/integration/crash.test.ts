@@ -48,6 +48,11 @@ describe('crash safety', () => {
       child.kill('SIGKILL');
       await exited(child);
     }
+    // Enough writes for the replay check to mean something, however slow the machine is (a
+    // count reached in a fixed time would be a speed threshold); a failed writer ends the wait.
+    let writerDone = false;
+    void writer.finally(() => (writerDone = true)).catch(() => {});
+    while (writes <= 100 && !writerDone) await new Promise((r) => setTimeout(r, 50));
     writing = false;
     await writer;
     assert.ok(writes > 100, `the write load ran (${writes} transactions)`);
