@@ -1,63 +1,44 @@
-// The connector: snapshot then stream, with one rule underneath everything — the offset only
-// moves over records Kafka has acknowledged, and PostgreSQL is only told an LSN once the offset
-// that covers it is acknowledged too.
+// The connector: lifecycle and wiring. It plans the start (plan.ts), takes the initial load
+// (snapshot.ts), decodes the stream into change events (transactions.ts) and hands them to Kafka
+// through the sink (sink.ts); checkpoint.ts moves the position only over what the sink made
+// durable and confirms an LSN to PostgreSQL only once the offset covering it is durable too.
 import type pg from 'pg';
 import type { Admin, Producer } from 'kafkajs';
-import { CompressionTypes } from 'kafkajs';
-import type { ChangeEvent, Relation, Row } from '../change/event.ts';
-import { UserError } from '../errors.ts';
-import { Batcher, type OutRecord } from '../kafka/batcher.ts';
-import { connectKafka, durableProducer, kafkaClient } from '../kafka/client.ts';
-import { OffsetStore, type OffsetRecord, type SnapshotState } from '../kafka/offsets.ts';
+import type { ChangeEvent, Relation } from '../change/event.ts';
+import { relationSelector, resolveTables } from '../capture/selection.ts';
+import { connectKafka, describeKafkaError, durableProducer, kafkaClient } from '../kafka/client.ts';
+import { OffsetStore, type OffsetRecord } from '../kafka/offsets.ts';
 import { Topics } from '../kafka/topics.ts';
-import {
-  keyColumnNames,
-  relationFromCatalog,
-  resolveTables,
-  tableName,
-  type TableRef,
-} from '../postgres/catalog.ts';
+import { keyColumnNames, tableName } from '../postgres/catalog.ts';
 import { PostgresEndpoint, describePgError } from '../postgres/connection.ts';
 import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { ensurePublication } from '../postgres/publication.ts';
-import { createSlotWithSnapshot, dropSlot, slotInfo } from '../postgres/replication/slot.ts';
+import { dropSlot } from '../postgres/replication/slot.ts';
 import { ReplicationStream } from '../postgres/replication/stream.ts';
 import type { PgoutputMessage } from '../postgres/replication/pgoutput.ts';
-import { beginSnapshot, estimateRows, readTable } from '../postgres/snapshot/reader.ts';
 import { TypeCatalog } from '../postgres/types.ts';
 import { Registry } from '../registry/registry.ts';
 import { SshTunnel } from '../tunnel/ssh.ts';
 import type { Logger } from '../worker/log.ts';
+import { Checkpoint } from './checkpoint.ts';
 import { Encoder } from './encoder.ts';
+import { planStart } from './plan.ts';
 import type { PipelineSettings } from './settings.ts';
+import { kafkaSink, type OutRecord, type Sink } from './sink.ts';
+import { takeSnapshot, type SnapshotProgress } from './snapshot.ts';
+import { Transactions } from './transactions.ts';
+
+export type { SnapshotProgress };
 
 export type ConnectorState = 'STARTING' | 'SNAPSHOT' | 'STREAMING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
-/** Largest Kafka send; Kafka refuses record batches above message.max.bytes (1 MiB by default). */
-const MAX_BATCH_BYTES = 900 * 1024;
 /** Inside a long transaction, record progress every this many changes so a crash does not replay them. */
 const PARTIAL_PROGRESS_EVERY = 5_000;
-
-interface OpenTransaction {
-  commitLsn: Lsn;
-  xid: number;
-  commitTimeMicros: bigint;
-  seq: number;
-  /** Changes below this seq were durable before a restart: skip them (no duplicates). */
-  skipBelow: number;
-}
 
 export interface ConnectorStats {
   recordsProduced: number;
   snapshotRows: Record<string, number>;
   changes: number;
-}
-
-/** The initial load as far as Kafka has acknowledged it (rows per table, at batch granularity). */
-export interface SnapshotProgress {
-  /** 'completed' also when an earlier run finished it (the stored offset says so). */
-  state: 'none' | 'running' | 'completed' | 'interrupted';
-  tables: Record<string, { rows: number; estimatedRows: number; done: boolean }>;
 }
 
 /**
@@ -90,20 +71,16 @@ export class Connector {
   #pg: PostgresEndpoint | null = null;
   #producer: Producer | null = null;
   #admin: Admin | null = null;
-  #batcher: Batcher | null = null;
-  #offsets: OffsetStore | null = null;
+  #sink: Sink | null = null;
+  #checkpoint: Checkpoint | null = null;
   #encoder: Encoder | null = null;
   #types: TypeCatalog | null = null;
   #stream: ReplicationStream | null = null;
   #timers: NodeJS.Timeout[] = [];
   #stopRequested = false;
+  #stopSignal = Promise.withResolvers<void>();
   #failure: Error | null = null;
   #failRun: (err: Error) => void = () => undefined;
-
-  /** The latest durable position; what the next offset record says. */
-  #position: OffsetRecord = { lsn: '0/0', ts_ms: 0 };
-  #positionDirty = false;
-  #writingOffset = false;
 
   constructor(settings: PipelineSettings, log: Logger, observer: ConnectorObserver = {}) {
     this.#s = settings;
@@ -116,8 +93,9 @@ export class Connector {
     return this.#stream?.confirmed ?? 0n;
   }
 
+  /** The latest durable position (it may be ahead of what the offsets topic holds yet). */
   get position(): OffsetRecord {
-    return this.#position;
+    return this.#checkpoint?.position ?? { lsn: '0/0', ts_ms: 0 };
   }
 
   /** The query connection (catalog, heartbeats, slot monitoring); null before it is open. */
@@ -126,7 +104,7 @@ export class Connector {
   }
 
   get inFlightBytes(): number {
-    return this.#batcher?.inFlightBytes ?? 0;
+    return this.#sink?.inFlightBytes ?? 0;
   }
 
   get registryCalls(): number {
@@ -188,8 +166,6 @@ export class Connector {
     this.#stopSignal.resolve();
   }
 
-  #stopSignal = Promise.withResolvers<void>();
-
   #fail(err: unknown): void {
     if (this.#failure) return;
     this.#failure = err instanceof Error ? err : new Error(String(err));
@@ -201,49 +177,35 @@ export class Connector {
   async #run(): Promise<void> {
     const s = this.#s;
     const tunnel = s.ssh?.enabled ? new SshTunnel(s.ssh, this.#log) : null;
-    this.#pg = new PostgresEndpoint(s.postgres, { tunnel, log: this.#log });
-    this.#query = await this.#pg.connect({ applicationName: `pgcdc-${s.name}` });
+    const endpoint = (this.#pg = new PostgresEndpoint(s.postgres, { tunnel, log: this.#log }));
+    const query = (this.#query = await endpoint.connect({ applicationName: `pgcdc-${s.name}` }));
     // A lost query connection (server restart, dropped tunnel) fails the run.
-    this.#query.on('error', (e: Error) => this.#fail(describePgError(e, s.postgres, this.#pg?.tls === true)));
-    const tables = await resolveTables(this.#query, {
+    query.on('error', (e: Error) => this.#fail(describePgError(e, s.postgres, endpoint.tls === true)));
+    const tables = await resolveTables(query, {
       schemas: s.postgres.schemas,
       include: s.tables.include,
       exclude: s.tables.exclude,
     });
-    await ensurePublication(this.#query, s.publication, tables, this.#log);
-    this.#types = new TypeCatalog(this.#query);
+    await ensurePublication(query, s.publication, tables, this.#log);
+    this.#types = new TypeCatalog(query);
 
-    const kafka = kafkaClient(s.kafka, { onRetry: () => this.#observer.onKafkaRetry?.() });
+    const kafka = kafkaClient(s.kafka, { onRetry: () => this.#observer.onKafkaRetry?.(), log: this.#log });
     this.#admin = kafka.admin();
     await connectKafka(this.#admin, s.kafka);
     const topics = new Topics(this.#admin, s.topics);
     this.#producer = durableProducer(kafka);
     await connectKafka(this.#producer, s.kafka);
-    const producer = this.#producer;
-    const compression = s.kafka.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
-    this.#batcher = new Batcher(
-      async (batch) => {
-        await producer.sendBatch({
-          acks: -1,
-          compression,
-          topicMessages: [...batch].map(([topic, records]) => ({
-            topic,
-            messages: records.map((r) => ({ key: r.key, value: r.value, headers: r.headers })),
-          })),
-        });
+    const sink = (this.#sink = kafkaSink(this.#producer, {
+      compression: s.kafka.compression,
+      maxInFlightBytes: s.kafka.maxInFlightBytes,
+      maxInFlightRecords: s.kafka.maxInFlightRecords,
+      onError: (e) => {
+        this.#observer.onProduceError?.(e);
+        this.#fail(describeKafkaError(e, s.kafka));
       },
-      {
-        maxInFlightBytes: s.kafka.maxInFlightBytes,
-        maxInFlightRecords: s.kafka.maxInFlightRecords,
-        maxBatchBytes: MAX_BATCH_BYTES,
-        onError: (e) => {
-          this.#observer.onProduceError?.(e);
-          this.#fail(e);
-        },
-      },
-    );
-    this.#offsets = new OffsetStore(kafka, s.offsets.topic, { connector: s.name, slot: s.slot.name });
-    await this.#offsets.ensureTopic(topics);
+    }));
+    const offsets = new OffsetStore(kafka, s.offsets.topic, { connector: s.name, slot: s.slot.name });
+    await offsets.ensureTopic(topics);
     this.#registry = new Registry(s.registry);
     this.#encoder = new Encoder({
       settings: s,
@@ -253,24 +215,45 @@ export class Connector {
       database: s.postgres.database,
     });
 
-    const stored = await this.#offsets.read();
-    const plan = await this.#plan(stored);
+    const stored = await offsets.read();
+    const checkpoint = (this.#checkpoint = new Checkpoint(sink, offsets, stored));
+    const plan = await planStart(
+      { settings: s, log: this.#log, query, replication: () => endpoint.connect({ replication: true }) },
+      stored,
+    );
     this.#log.info('start plan', { plan: plan.kind, slot: s.slot.name, storedLsn: stored?.lsn ?? null });
     this.#timers.push(
-      setInterval(() => void this.#writeOffset().catch((e) => this.#fail(e)), s.offsets.commitIntervalMs),
+      setInterval(() => void checkpoint.write().catch((e) => this.#fail(e)), s.offsets.commitIntervalMs),
     );
 
     let startLsn: Lsn;
     if (plan.kind === 'done') return;
     if (plan.kind === 'snapshot') {
-      startLsn = await this.#snapshot(tables);
+      this.state = 'SNAPSHOT';
+      startLsn = await takeSnapshot(
+        {
+          settings: s,
+          log: this.#log,
+          query,
+          endpoint,
+          checkpoint,
+          progress: this.snapshot,
+          rows: this.stats.snapshotRows,
+          publish: (e) => this.#publish(e),
+          enrich: (r) => this.#enrich(r),
+          stopRequested: () => this.#stopRequested,
+          failed: () => this.#failure !== null,
+          whilePaused: () => this.#whilePaused(),
+        },
+        tables,
+      );
       if (s.snapshot.mode === 'initial_only') {
         await this.#drain();
         return;
       }
     } else {
       startLsn = plan.lsn;
-      if (stored) this.#position = { ...stored };
+      if (stored) checkpoint.begin(stored, false);
       if (stored?.snapshot?.state === 'done') this.snapshot.state = 'completed';
     }
     // A failure during the snapshot (e.g. Kafka refusing a record) ends the run: never start streaming after it.
@@ -282,212 +265,57 @@ export class Connector {
     await this.#streamFrom(startLsn, plan.kind === 'snapshot' ? null : stored);
   }
 
-  /** Decides between snapshot and resume, from the snapshot mode, the stored offset and the slot. */
-  async #plan(
-    stored: OffsetRecord | null,
-  ): Promise<{ kind: 'snapshot' } | { kind: 'stream'; lsn: Lsn } | { kind: 'done' }> {
-    const s = this.#s;
-    const query = this.#query!;
-    const slot = await slotInfo(query, s.slot.name);
-    if (slot?.active) {
-      throw new UserError(
-        `replication slot ${s.slot.name} is in use by another process (pid ${slot.activePid}); stop the other worker or set slot.name`,
-      );
-    }
-    if (slot && slot.plugin !== 'pgoutput') {
-      throw new UserError(
-        `replication slot ${s.slot.name} uses plugin ${slot.plugin}, pgcdc needs pgoutput; drop it (SELECT pg_drop_replication_slot('${s.slot.name}')) or set slot.name`,
-      );
-    }
-    const mode = s.snapshot.mode;
-    const snapshotDone = stored !== null && stored.snapshot?.state !== 'running';
-    if (mode === 'always') return { kind: 'snapshot' };
-    if (mode === 'initial' || mode === 'initial_only' || mode === 'when_needed') {
-      if (!snapshotDone) return { kind: 'snapshot' };
-      if (mode === 'initial_only') {
-        this.#log.info('snapshot already completed; snapshot.mode=initial_only has nothing left to do');
-        return { kind: 'done' };
-      }
-    }
-    // Resume from the stored offset (or, with mode never and no offset, from the slot).
-    const lost = this.#lostReason(stored, slot);
-    if (lost) {
-      if (mode === 'when_needed') {
-        this.#log.warn(`${lost}; snapshot.mode=when_needed takes a new snapshot`);
-        return { kind: 'snapshot' };
-      }
-      throw new UserError(
-        `${lost}; changes in between cannot be read again. Set snapshot.mode=when_needed (or always) to take a new snapshot`,
-      );
-    }
-    if (!slot) {
-      // mode never without an offset: start streaming from now.
-      const repl = await this.#pg!.connect({ replication: true });
-      try {
-        const created = await createSlotWithSnapshot(repl, s.slot.name);
-        return { kind: 'stream', lsn: created.consistentPoint };
-      } finally {
-        await repl.end();
-      }
-    }
-    return { kind: 'stream', lsn: stored ? parseLsn(stored.lsn) : (slot.confirmedFlush ?? 0n) };
-  }
-
-  #lostReason(stored: OffsetRecord | null, slot: Awaited<ReturnType<typeof slotInfo>>): string | null {
-    const name = this.#s.slot.name;
-    if (!stored) return null;
-    if (!slot) return `replication slot ${name} no longer exists but an offset at ${stored.lsn} does`;
-    if (slot.walStatus === 'lost') return `replication slot ${name} lost its WAL (wal_status = lost)`;
-    if (slot.confirmedFlush !== null && slot.confirmedFlush > parseLsn(stored.lsn)) {
-      return `replication slot ${name} is at ${formatLsn(slot.confirmedFlush)}, past the stored offset ${stored.lsn}`;
-    }
-    return null;
-  }
-
-  /** The initial load. Returns the LSN streaming starts at (the slot's consistent point). */
-  async #snapshot(tables: TableRef[]): Promise<Lsn> {
-    const s = this.#s;
-    this.state = 'SNAPSHOT';
-    const query = this.#query!;
-    // A new snapshot needs a new slot: only its creation exports a snapshot that matches its start.
-    await dropSlot(query, s.slot.name);
-    const repl = await this.#pg!.connect({ replication: true });
-    const snapClient = await this.#pg!.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
-    let consistentPoint: Lsn;
-    try {
-      const slot = await createSlotWithSnapshot(repl, s.slot.name);
-      consistentPoint = slot.consistentPoint;
-      await beginSnapshot(snapClient, slot.snapshotName);
-    } finally {
-      // The importing transaction holds the snapshot now; the replication connection may go.
-      await repl.end();
-    }
-    const cp = formatLsn(consistentPoint);
-    const state: SnapshotState = {
-      state: 'running',
-      consistentPoint: cp,
-      tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
-    };
-    this.#setPosition({ lsn: cp, snapshot: state });
-    await this.#writeOffset();
-    this.snapshot.state = 'running';
-    for (const t of tables) this.snapshot.tables[tableName(t)] = { rows: 0, estimatedRows: 0, done: false };
-    this.#log.info('snapshot started', { consistentPoint: cp, tables: tables.map(tableName) });
-
-    const nowMicros = BigInt(Date.now()) * 1000n;
-    let held: ChangeEvent | null = null;
-    try {
-      for (const t of tables) {
-        const name = tableName(t);
-        const relation = await this.#enrich(await relationFromCatalog(snapClient, t));
-        const estimate = await estimateRows(snapClient, relation);
-        this.snapshot.tables[name]!.estimatedRows = estimate;
-        this.#log.info('snapshot table', { table: name, estimatedRows: estimate });
-        let rows = 0;
-        for await (const batch of readTable(snapClient, relation, s.snapshot.batchSize)) {
-          for (const row of batch) {
-            if (held) await this.#publish(held);
-            held = snapshotEvent(relation, row, consistentPoint, nowMicros, rows);
-            rows++;
-          }
-          if (this.#stopRequested || this.#failure) break;
-          const done = rows;
-          this.#batcher!.mark(() => {
-            state.tables[name] = { rows: done, done: false };
-            this.stats.snapshotRows[name] = done;
-            this.snapshot.tables[name]!.rows = done;
-            this.#positionDirty = true;
-          });
-          if (!(await this.#whilePaused())) break;
-        }
-        if (this.#stopRequested || this.#failure) break;
-        const total = rows;
-        this.#batcher!.mark(() => {
-          state.tables[name] = { rows: total, done: true };
-          this.stats.snapshotRows[name] = total;
-          this.snapshot.tables[name] = { ...this.snapshot.tables[name]!, rows: total, done: true };
-          this.#positionDirty = true;
-        });
-      }
-      if (held) {
-        held.snapshot = this.#stopRequested ? 'true' : 'last';
-        await this.#publish(held);
-      }
-      await snapClient.query('COMMIT');
-    } finally {
-      await snapClient.end().catch(() => undefined);
-    }
-    if (this.#stopRequested || this.#failure) {
-      this.snapshot.state = 'interrupted';
-      this.#log.info('snapshot interrupted; the next start takes it again from the beginning');
-      return consistentPoint;
-    }
-    await new Promise<void>((resolve) =>
-      this.#batcher!.mark(() => {
-        state.state = 'done';
-        this.#setPosition({ lsn: cp, snapshot: state });
-        resolve();
-      }),
-    );
-    await this.#writeOffset();
-    this.state = 'STREAMING';
-    this.snapshot.state = 'completed';
-    this.#log.info('snapshot completed', { rows: this.stats.snapshotRows });
-    return consistentPoint;
-  }
-
   async #streamFrom(startLsn: Lsn, stored: OffsetRecord | null): Promise<void> {
     const s = this.#s;
+    const checkpoint = this.#checkpoint!;
     this.state = 'STREAMING';
-    const relations = new Map<number, Relation>();
-    let tx: OpenTransaction | null = null;
-    const resumeTx =
-      stored?.txCommitLsn && stored.txSeq
-        ? { commitLsn: parseLsn(stored.txCommitLsn), seq: stored.txSeq }
-        : null;
+    // The publication may hold more tables than this connector captures (a shared or hand-made
+    // publication): changes are filtered by the same selection as the snapshot, so a table
+    // created later in a captured schema is picked up when no explicit include list is set.
+    const transactions = new Transactions({
+      resume:
+        stored?.txCommitLsn && stored.txSeq
+          ? { commitLsn: parseLsn(stored.txCommitLsn), seq: stored.txSeq }
+          : null,
+      truncateEvents: s.topics.truncateEvents,
+      selected: relationSelector({
+        schemas: s.postgres.schemas,
+        include: s.tables.include,
+        exclude: s.tables.exclude,
+      }),
+    });
 
     const handle = async (msg: PgoutputMessage, walStart: Lsn): Promise<void> => {
       // Paused: hold this message (and with it the socket) until resume; on stop, drop it.
       if (this.#pause && !(await this.#whilePaused())) return;
       switch (msg.tag) {
         case 'begin':
-          tx = {
-            commitLsn: msg.finalLsn,
-            xid: msg.xid,
-            commitTimeMicros: msg.commitTimeMicros,
-            seq: 0,
-            skipBelow: resumeTx && resumeTx.commitLsn === msg.finalLsn ? resumeTx.seq : 0,
-          };
+          transactions.begin(msg);
           return;
         case 'relation':
-          relations.set(msg.relation.oid, await this.#enrich(msg.relation));
+          transactions.relation(await this.#enrich(msg.relation));
           return;
         case 'insert':
         case 'update':
         case 'delete':
         case 'truncate': {
-          if (!tx) throw new Error(`pgoutput ${msg.tag} outside a transaction`);
-          for (const event of changeEvents(msg, relations, tx, walStart, s.topics.truncateEvents)) {
-            const seq = tx.seq++;
-            if (seq < tx.skipBelow || !selected(event.relation)) continue;
-            event.seq = seq;
+          for (const event of transactions.changes(msg, walStart)) {
             await this.#publish(event);
             this.stats.changes++;
-            if (tx.seq % PARTIAL_PROGRESS_EVERY === 0) {
-              const commitLsn = formatLsn(tx.commitLsn);
-              const done = tx.seq;
-              this.#batcher!.mark(() => this.#setPosition({ txCommitLsn: commitLsn, txSeq: done }));
+            const handled = event.seq + 1;
+            if (handled % PARTIAL_PROGRESS_EVERY === 0) {
+              const commitLsn = formatLsn(event.commitLsn);
+              checkpoint.afterDurable(() => ({ txCommitLsn: commitLsn, txSeq: handled }));
             }
           }
           return;
         }
         case 'commit': {
-          const end = formatLsn(msg.endLsn);
-          const commitTime = msg.commitTimeMicros;
-          tx = null;
-          this.#batcher!.mark(() => {
-            this.#setPosition({ lsn: end, txCommitLsn: undefined, txSeq: undefined });
-            this.#observer.onDurable?.(commitTime);
+          const { endLsn, commitTimeMicros } = transactions.commit(msg);
+          const end = formatLsn(endLsn);
+          checkpoint.afterDurable(() => {
+            this.#observer.onDurable?.(commitTimeMicros);
+            return { lsn: end, txCommitLsn: undefined, txSeq: undefined };
           });
           return;
         }
@@ -496,30 +324,19 @@ export class Connector {
       }
     };
 
-    // The publication may hold more tables than this connector captures (a shared or hand-made
-    // publication): changes are filtered by the same include/exclude rules as the snapshot, so a
-    // table created later in a captured schema is picked up when no explicit include list is set.
-    const include = new Set(s.tables.include.map(tableName));
-    const exclude = new Set(s.tables.exclude.map(tableName));
-    const schemas = new Set(s.postgres.schemas);
-    const selected = (r: Relation): boolean => {
-      const name = tableName({ schema: r.schema, table: r.table });
-      return (include.size > 0 ? include.has(name) : schemas.has(r.schema)) && !exclude.has(name);
-    };
     this.#stream = new ReplicationStream(this.#pg!.clientConfig({ replication: true }), {
       onMessage: handle,
       onKeepalive: (walEnd, caughtUp) => {
         // Nothing of ours is open or unhandled before walEnd: once everything pushed so far is
         // durable, the slot may move up to it. This keeps an idle slot from holding WAL while
         // other tables of the database are busy.
-        if (caughtUp && tx === null && walEnd > parseLsn(this.#position.lsn)) {
+        if (caughtUp && transactions.open === null && walEnd > parseLsn(checkpoint.position.lsn)) {
           const lsn = formatLsn(walEnd);
-          this.#batcher!.mark(() => {
-            if (walEnd > parseLsn(this.#position.lsn)) this.#setPosition({ lsn });
-          });
+          checkpoint.afterDurable(() => (walEnd > parseLsn(checkpoint.position.lsn) ? { lsn } : undefined));
         }
       },
     });
+    checkpoint.confirmTo(this.#stream);
     this.#timers.push(
       setInterval(() => this.#stream?.confirm(this.#stream.confirmed), s.offsets.statusIntervalMs),
     );
@@ -529,7 +346,12 @@ export class Connector {
       publication: s.publication.name,
     });
     const stream = this.#stream;
-    const streaming = stream.run({ slot: s.slot.name, publication: s.publication.name, startLsn });
+    const streaming = stream.run({
+      slot: s.slot.name,
+      publication: s.publication.name,
+      startLsn,
+      timeoutMs: s.postgres.replicationTimeoutMs,
+    });
     await Promise.race([streaming, this.#stopSignal.promise]);
     await stream.halt();
     await this.#drain();
@@ -541,10 +363,10 @@ export class Connector {
     }
   }
 
-  /** Encodes one change and hands its records to the batcher (waits when Kafka is behind). */
+  /** Encodes one change and hands its records to the sink (waits when Kafka is behind). */
   async #publish(event: ChangeEvent): Promise<void> {
     const records: OutRecord[] = await this.#encoder!.records(event);
-    for (const r of records) await this.#batcher!.push(r);
+    for (const r of records) await this.#sink!.push(r);
     this.stats.recordsProduced += records.length;
     this.#observer.onRecords?.(tableName(event.relation), event.op, records.length);
   }
@@ -557,45 +379,11 @@ export class Connector {
     return { ...relation, columns: relation.columns.map((c) => ({ ...c, isKey: keys.has(c.name) })) };
   }
 
-  #setPosition(update: Partial<OffsetRecord>): void {
-    this.#position = { ...this.#position, ...update, ts_ms: Date.now() };
-    if (update.txCommitLsn === undefined && 'txCommitLsn' in update) {
-      delete this.#position.txCommitLsn;
-      delete this.#position.txSeq;
-    }
-    this.#positionDirty = true;
-  }
-
-  /**
-   * Pushes the current durable position to the offsets topic; when that record is acknowledged,
-   * confirms its LSN to PostgreSQL. Never confirms more than the offset says.
-   */
-  async #writeOffset(): Promise<void> {
-    if (!this.#positionDirty || this.#writingOffset || !this.#batcher || this.#batcher.failure) return;
-    this.#writingOffset = true;
-    try {
-      this.#positionDirty = false;
-      const offset = { ...this.#position, ts_ms: Date.now() };
-      await this.#batcher.push(this.#offsets!.record(offset));
-      const lsn = parseLsn(offset.lsn);
-      const snapshotRunning = offset.snapshot?.state === 'running';
-      this.#batcher.mark(() => {
-        // While a snapshot runs, the slot stays at its consistent point.
-        if (!snapshotRunning) this.#stream?.confirm(lsn);
-      });
-    } finally {
-      this.#writingOffset = false;
-    }
-  }
-
   /** Waits for everything in flight, writes the final offset, confirms it. */
   async #drain(): Promise<void> {
-    if (!this.#batcher || this.#failure) return;
-    await this.#batcher.flush();
-    while (this.#writingOffset) await new Promise((r) => setTimeout(r, 10));
-    await this.#writeOffset();
-    await this.#batcher.flush();
-    this.#log.info('drained', { lsn: this.#position.lsn });
+    if (!this.#checkpoint || this.#failure) return;
+    await this.#checkpoint.drain();
+    this.#log.info('drained', { lsn: this.#checkpoint.position.lsn });
   }
 
   async #close(): Promise<void> {
@@ -607,63 +395,4 @@ export class Connector {
     await this.#query?.end().catch(() => undefined);
     await this.#pg?.close().catch(() => undefined);
   }
-}
-
-function snapshotEvent(relation: Relation, row: Row, lsn: Lsn, nowMicros: bigint, seq: number): ChangeEvent {
-  return {
-    op: 'r',
-    relation,
-    before: null,
-    after: row,
-    xid: null,
-    lsn,
-    commitLsn: lsn,
-    commitTimeMicros: nowMicros,
-    seq,
-    snapshot: 'true',
-  };
-}
-
-/** The change events of one DML message; an update that changes the key becomes delete + create, as in Debezium. */
-function changeEvents(
-  msg: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>,
-  relations: Map<number, Relation>,
-  tx: OpenTransaction,
-  walStart: Lsn,
-  truncateEvents: boolean,
-): ChangeEvent[] {
-  const base = {
-    xid: tx.xid,
-    lsn: walStart,
-    commitLsn: tx.commitLsn,
-    commitTimeMicros: tx.commitTimeMicros,
-    seq: 0,
-    snapshot: 'false' as const,
-  };
-  if (msg.tag === 'truncate') {
-    if (!truncateEvents) return [];
-    return msg.relationOids.map((oid, i) => ({
-      ...base,
-      op: 't' as const,
-      relation: relations.get(oid) ?? msg.relations[i]!,
-      before: null,
-      after: null,
-    }));
-  }
-  const relation = relations.get(msg.relationOid) ?? msg.relation;
-  if (msg.tag === 'insert') return [{ ...base, op: 'c', relation, before: null, after: msg.after }];
-  if (msg.tag === 'delete') return [{ ...base, op: 'd', relation, before: msg.before, after: null }];
-  if (msg.before && keyChanged(relation, msg.before, msg.after)) {
-    return [
-      { ...base, op: 'd', relation, before: msg.before, after: null },
-      { ...base, op: 'c', relation, before: null, after: msg.after },
-    ];
-  }
-  return [
-    { ...base, op: 'u', relation, before: msg.beforeKind === 'old' ? msg.before : null, after: msg.after },
-  ];
-}
-
-function keyChanged(relation: Relation, before: Row, after: Row): boolean {
-  return relation.columns.some((c, i) => c.isKey && before[i] !== after[i]);
 }

@@ -1,5 +1,5 @@
-// Catalog queries: which tables to capture, their shape at snapshot time, their keys, and the
-// types their columns use.
+// Catalog queries: a table's shape at snapshot time and its keys. Which tables are captured is
+// decided in src/capture/selection.ts.
 import type pg from 'pg';
 import type { Column, Relation, ReplicaIdentity } from '../change/event.ts';
 import { UserError } from '../errors.ts';
@@ -12,46 +12,6 @@ export interface TableRef {
 export const tableName = (t: TableRef): string => `${t.schema}.${t.table}`;
 
 const IDENTITY: Record<string, ReplicaIdentity> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
-
-/**
- * The tables to capture: `include` (explicit schema.table list) or, when empty, every ordinary and
- * partitioned table of `schemas`; minus `exclude`. A listed table that does not exist is an error.
- */
-export async function resolveTables(
-  client: pg.Client,
-  sel: { schemas: string[]; include: TableRef[]; exclude: TableRef[] },
-): Promise<TableRef[]> {
-  const { rows } = await client.query<{ schema: string; table: string }>(
-    `SELECT n.nspname AS schema, c.relname AS table
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r','p') AND NOT c.relispartition
-        AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-      ORDER BY 1, 2`,
-  );
-  const existing = new Set(rows.map((r) => tableName(r)));
-  const excluded = new Set(sel.exclude.map(tableName));
-  let chosen: TableRef[];
-  if (sel.include.length > 0) {
-    const missing = sel.include.filter((t) => !existing.has(tableName(t)));
-    if (missing.length > 0) {
-      throw new UserError(
-        `tables.include: ${missing.map(tableName).join(', ')} ${missing.length === 1 ? 'does' : 'do'} not exist ` +
-          `(or is not visible to this user); fix the name or create the table`,
-      );
-    }
-    chosen = sel.include;
-  } else {
-    const schemas = new Set(sel.schemas);
-    chosen = rows.filter((r) => schemas.has(r.schema));
-  }
-  const result = chosen.filter((t) => !excluded.has(tableName(t)));
-  if (result.length === 0) {
-    throw new UserError(
-      `tables: no table selected (schemas ${sel.schemas.join(', ')}); set tables.include to schema.table entries`,
-    );
-  }
-  return result;
-}
 
 /** Query connections return every value as text (see connection.ts), hence the string fields. */
 interface ColumnRow {

@@ -1,0 +1,78 @@
+// Start planning: from the snapshot mode, the stored offset and the replication slot, decide
+// whether this run takes a snapshot, resumes streaming at a position, or has nothing to do.
+import type pg from 'pg';
+import { UserError } from '../errors.ts';
+import type { OffsetRecord } from '../kafka/offsets.ts';
+import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
+import { createSlotWithSnapshot, slotInfo, type SlotInfo } from '../postgres/replication/slot.ts';
+import type { Logger } from '../worker/log.ts';
+import type { PipelineSettings } from './settings.ts';
+
+export type StartPlan = { kind: 'snapshot' } | { kind: 'stream'; lsn: Lsn } | { kind: 'done' };
+
+export interface PlanContext {
+  settings: PipelineSettings;
+  log: Logger;
+  /** The query connection (catalog, slot state). */
+  query: pg.Client;
+  /** Opens a replication connection (for creating a slot). */
+  replication: () => Promise<pg.Client>;
+}
+
+export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): Promise<StartPlan> {
+  const s = ctx.settings;
+  const slot = await slotInfo(ctx.query, s.slot.name);
+  if (slot?.active) {
+    throw new UserError(
+      `replication slot ${s.slot.name} is in use by another process (pid ${slot.activePid}); stop the other worker or set slot.name`,
+    );
+  }
+  if (slot && slot.plugin !== 'pgoutput') {
+    throw new UserError(
+      `replication slot ${s.slot.name} uses plugin ${slot.plugin}, pgcdc needs pgoutput; drop it (SELECT pg_drop_replication_slot('${s.slot.name}')) or set slot.name`,
+    );
+  }
+  const mode = s.snapshot.mode;
+  const snapshotDone = stored !== null && stored.snapshot?.state !== 'running';
+  if (mode === 'always') return { kind: 'snapshot' };
+  if (mode === 'initial' || mode === 'initial_only' || mode === 'when_needed') {
+    if (!snapshotDone) return { kind: 'snapshot' };
+    if (mode === 'initial_only') {
+      ctx.log.info('snapshot already completed; snapshot.mode=initial_only has nothing left to do');
+      return { kind: 'done' };
+    }
+  }
+  // Resume from the stored offset (or, with mode never and no offset, from the slot).
+  const lost = lostReason(s.slot.name, stored, slot);
+  if (lost) {
+    if (mode === 'when_needed') {
+      ctx.log.warn(`${lost}; snapshot.mode=when_needed takes a new snapshot`);
+      return { kind: 'snapshot' };
+    }
+    throw new UserError(
+      `${lost}; changes in between cannot be read again. Set snapshot.mode=when_needed (or always) to take a new snapshot`,
+    );
+  }
+  if (!slot) {
+    // mode never without an offset: start streaming from now.
+    const repl = await ctx.replication();
+    try {
+      const created = await createSlotWithSnapshot(repl, s.slot.name);
+      return { kind: 'stream', lsn: created.consistentPoint };
+    } finally {
+      await repl.end();
+    }
+  }
+  return { kind: 'stream', lsn: stored ? parseLsn(stored.lsn) : (slot.confirmedFlush ?? 0n) };
+}
+
+/** Why the stored position can no longer be streamed from, or null when it can. */
+export function lostReason(name: string, stored: OffsetRecord | null, slot: SlotInfo | null): string | null {
+  if (!stored) return null;
+  if (!slot) return `replication slot ${name} no longer exists but an offset at ${stored.lsn} does`;
+  if (slot.walStatus === 'lost') return `replication slot ${name} lost its WAL (wal_status = lost)`;
+  if (slot.confirmedFlush !== null && slot.confirmedFlush > parseLsn(stored.lsn)) {
+    return `replication slot ${name} is at ${formatLsn(slot.confirmedFlush)}, past the stored offset ${stored.lsn}`;
+  }
+  return null;
+}

@@ -1,0 +1,148 @@
+// The initial load: a new slot with an exported snapshot, every selected table read inside that
+// snapshot, and streaming handed the slot's consistent point, so the load and the stream meet at
+// exactly one position. Progress (rows per table) is stored at batch granularity once durable.
+import type pg from 'pg';
+import type { ChangeEvent, Relation, Row } from '../change/event.ts';
+import type { SnapshotState } from '../kafka/offsets.ts';
+import { relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
+import type { PostgresEndpoint } from '../postgres/connection.ts';
+import { formatLsn, type Lsn } from '../postgres/lsn.ts';
+import { createSlotWithSnapshot, dropSlot } from '../postgres/replication/slot.ts';
+import { beginSnapshot, estimateRows, readTable } from '../postgres/snapshot/reader.ts';
+import type { Logger } from '../worker/log.ts';
+import type { Checkpoint } from './checkpoint.ts';
+import type { PipelineSettings } from './settings.ts';
+
+/** The initial load as far as Kafka has acknowledged it (rows per table, at batch granularity). */
+export interface SnapshotProgress {
+  /** 'completed' also when an earlier run finished it (the stored offset says so). */
+  state: 'none' | 'running' | 'completed' | 'interrupted';
+  tables: Record<string, { rows: number; estimatedRows: number; done: boolean }>;
+}
+
+export interface InitialLoadContext {
+  settings: PipelineSettings;
+  log: Logger;
+  query: pg.Client;
+  endpoint: PostgresEndpoint;
+  checkpoint: Checkpoint;
+  progress: SnapshotProgress;
+  /** Rows acknowledged per table (the connector's stats). */
+  rows: Record<string, number>;
+  /** Encodes one event and hands its records to the sink. */
+  publish(event: ChangeEvent): Promise<void>;
+  /** The relation with its types loaded and its key decided. */
+  enrich(relation: Relation): Promise<Relation>;
+  /** A stop was requested. */
+  stopRequested(): boolean;
+  /** The run failed (e.g. Kafka refused a record). */
+  failed(): boolean;
+  /** Waits while paused; false when the wait ended because of a stop or a failure. */
+  whilePaused(): Promise<boolean>;
+}
+
+/** Takes the initial load. Returns the LSN streaming starts at (the slot's consistent point). */
+export async function takeSnapshot(ctx: InitialLoadContext, tables: TableRef[]): Promise<Lsn> {
+  const s = ctx.settings;
+  const { checkpoint, progress } = ctx;
+  const interrupted = () => ctx.stopRequested() || ctx.failed();
+  // A new snapshot needs a new slot: only its creation exports a snapshot that matches its start.
+  await dropSlot(ctx.query, s.slot.name);
+  const repl = await ctx.endpoint.connect({ replication: true });
+  const snapClient = await ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
+  let consistentPoint: Lsn;
+  try {
+    const slot = await createSlotWithSnapshot(repl, s.slot.name);
+    consistentPoint = slot.consistentPoint;
+    await beginSnapshot(snapClient, slot.snapshotName);
+  } finally {
+    // The importing transaction holds the snapshot now; the replication connection may go.
+    await repl.end();
+  }
+  const cp = formatLsn(consistentPoint);
+  const state: SnapshotState = {
+    state: 'running',
+    consistentPoint: cp,
+    tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
+  };
+  // After a new snapshot the stored offset (if any) describes the old slot: start over from here.
+  checkpoint.begin({ lsn: cp, snapshot: state }, true);
+  await checkpoint.write();
+  progress.state = 'running';
+  for (const t of tables) progress.tables[tableName(t)] = { rows: 0, estimatedRows: 0, done: false };
+  ctx.log.info('snapshot started', { consistentPoint: cp, tables: tables.map(tableName) });
+
+  const nowMicros = BigInt(Date.now()) * 1000n;
+  let held: ChangeEvent | null = null;
+  try {
+    for (const t of tables) {
+      const name = tableName(t);
+      const relation = await ctx.enrich(await relationFromCatalog(snapClient, t));
+      const estimate = await estimateRows(snapClient, relation);
+      progress.tables[name]!.estimatedRows = estimate;
+      ctx.log.info('snapshot table', { table: name, estimatedRows: estimate });
+      let rows = 0;
+      for await (const batch of readTable(snapClient, relation, s.snapshot.batchSize)) {
+        for (const row of batch) {
+          if (held) await ctx.publish(held);
+          held = snapshotEvent(relation, row, consistentPoint, nowMicros, rows);
+          rows++;
+        }
+        if (interrupted()) break;
+        const done = rows;
+        checkpoint.afterDurable(() => {
+          state.tables[name] = { rows: done, done: false };
+          ctx.rows[name] = done;
+          progress.tables[name]!.rows = done;
+          return { snapshot: state };
+        });
+        if (!(await ctx.whilePaused())) break;
+      }
+      if (interrupted()) break;
+      const total = rows;
+      checkpoint.afterDurable(() => {
+        state.tables[name] = { rows: total, done: true };
+        ctx.rows[name] = total;
+        progress.tables[name] = { ...progress.tables[name]!, rows: total, done: true };
+        return { snapshot: state };
+      });
+    }
+    if (held) {
+      held.snapshot = ctx.stopRequested() ? 'true' : 'last';
+      await ctx.publish(held);
+    }
+    await snapClient.query('COMMIT');
+  } finally {
+    await snapClient.end().catch(() => undefined);
+  }
+  if (interrupted()) {
+    progress.state = 'interrupted';
+    ctx.log.info('snapshot interrupted; the next start takes it again from the beginning');
+    return consistentPoint;
+  }
+  await new Promise<void>((resolve) =>
+    checkpoint.afterDurable(() => {
+      resolve();
+      return { lsn: cp, snapshot: { ...state, state: 'done' } };
+    }),
+  );
+  await checkpoint.write();
+  progress.state = 'completed';
+  ctx.log.info('snapshot completed', { rows: ctx.rows });
+  return consistentPoint;
+}
+
+function snapshotEvent(relation: Relation, row: Row, lsn: Lsn, nowMicros: bigint, seq: number): ChangeEvent {
+  return {
+    op: 'r',
+    relation,
+    before: null,
+    after: row,
+    xid: null,
+    lsn,
+    commitLsn: lsn,
+    commitTimeMicros: nowMicros,
+    seq,
+    snapshot: 'true',
+  };
+}

@@ -1,0 +1,135 @@
+// Transaction decoding: pgoutput messages in, change events out. Pure (no I/O), so every rule
+// about positions inside a transaction is unit-tested without a server.
+//
+// Every change gets its position {commitLsn, seq}: the commit LSN of its transaction and its
+// index in it. That is a total order, and what a restart resumes by: given the stored
+// {txCommitLsn, txSeq}, the replayed transaction's first txSeq changes are skipped.
+import type { ChangeEvent, Relation, Row } from '../change/event.ts';
+import type { Lsn } from '../postgres/lsn.ts';
+import type { PgoutputMessage } from '../postgres/replication/pgoutput.ts';
+
+/** A position inside a transaction: the changes below `seq` are handled (durable, or skipped). */
+export interface TxPosition {
+  commitLsn: Lsn;
+  seq: number;
+}
+
+type Dml = Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>;
+type Begin = Extract<PgoutputMessage, { tag: 'begin' }>;
+type Commit = Extract<PgoutputMessage, { tag: 'commit' }>;
+
+interface OpenTransaction {
+  commitLsn: Lsn;
+  xid: number;
+  commitTimeMicros: bigint;
+  seq: number;
+  /** Changes below this seq were durable before a restart: skip them (no duplicates). */
+  skipBelow: number;
+}
+
+export interface TransactionOptions {
+  /** Where the previous run stopped inside a transaction (from the stored offset). */
+  resume: TxPosition | null;
+  /** Emit 't' events for TRUNCATE (topics.truncateEvents). */
+  truncateEvents: boolean;
+  /** Whether changes of this relation are captured (the selection). */
+  selected: (relation: Relation) => boolean;
+}
+
+export class Transactions {
+  #opts: TransactionOptions;
+  #relations = new Map<number, Relation>();
+  #tx: OpenTransaction | null = null;
+
+  constructor(opts: TransactionOptions) {
+    this.#opts = opts;
+  }
+
+  /** The open transaction's position (every change below seq handed out or skipped); null between transactions. */
+  get open(): TxPosition | null {
+    return this.#tx ? { commitLsn: this.#tx.commitLsn, seq: this.#tx.seq } : null;
+  }
+
+  /** A relation as the pipeline enriched it (types loaded, keys decided); later changes use it. */
+  relation(relation: Relation): void {
+    this.#relations.set(relation.oid, relation);
+  }
+
+  begin(msg: Begin): void {
+    const resume = this.#opts.resume;
+    this.#tx = {
+      commitLsn: msg.finalLsn,
+      xid: msg.xid,
+      commitTimeMicros: msg.commitTimeMicros,
+      seq: 0,
+      skipBelow: resume && resume.commitLsn === msg.finalLsn ? resume.seq : 0,
+    };
+  }
+
+  /**
+   * The change events of one DML message that are to be published, each with its seq. Changes
+   * of unselected tables and changes already durable before a restart are counted, not returned.
+   */
+  changes(msg: Dml, walStart: Lsn): ChangeEvent[] {
+    const tx = this.#tx;
+    if (!tx) throw new Error(`pgoutput ${msg.tag} outside a transaction`);
+    const out: ChangeEvent[] = [];
+    for (const event of changeEvents(msg, this.#relations, tx, walStart, this.#opts.truncateEvents)) {
+      const seq = tx.seq++;
+      if (seq < tx.skipBelow || !this.#opts.selected(event.relation)) continue;
+      event.seq = seq;
+      out.push(event);
+    }
+    return out;
+  }
+
+  /** Ends the transaction: the position after it is its end LSN. */
+  commit(msg: Commit): { endLsn: Lsn; commitTimeMicros: bigint } {
+    this.#tx = null;
+    return { endLsn: msg.endLsn, commitTimeMicros: msg.commitTimeMicros };
+  }
+}
+
+/** The change events of one DML message; an update that changes the key becomes delete + create, as in Debezium. */
+function changeEvents(
+  msg: Dml,
+  relations: Map<number, Relation>,
+  tx: OpenTransaction,
+  walStart: Lsn,
+  truncateEvents: boolean,
+): ChangeEvent[] {
+  const base = {
+    xid: tx.xid,
+    lsn: walStart,
+    commitLsn: tx.commitLsn,
+    commitTimeMicros: tx.commitTimeMicros,
+    seq: 0,
+    snapshot: 'false' as const,
+  };
+  if (msg.tag === 'truncate') {
+    if (!truncateEvents) return [];
+    return msg.relationOids.map((oid, i) => ({
+      ...base,
+      op: 't' as const,
+      relation: relations.get(oid) ?? msg.relations[i]!,
+      before: null,
+      after: null,
+    }));
+  }
+  const relation = relations.get(msg.relationOid) ?? msg.relation;
+  if (msg.tag === 'insert') return [{ ...base, op: 'c', relation, before: null, after: msg.after }];
+  if (msg.tag === 'delete') return [{ ...base, op: 'd', relation, before: msg.before, after: null }];
+  if (msg.before && keyChanged(relation, msg.before, msg.after)) {
+    return [
+      { ...base, op: 'd', relation, before: msg.before, after: null },
+      { ...base, op: 'c', relation, before: null, after: msg.after },
+    ];
+  }
+  return [
+    { ...base, op: 'u', relation, before: msg.beforeKind === 'old' ? msg.before : null, after: msg.after },
+  ];
+}
+
+function keyChanged(relation: Relation, before: Row, after: Row): boolean {
+  return relation.columns.some((c, i) => c.isKey && before[i] !== after[i]);
+}
