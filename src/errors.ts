@@ -210,3 +210,16 @@ export function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message || err.name : String(err);
   return text.split('\n')[0]!.trim();
 }
+
+/** The messages along an error's cause chain, deduplicated: one line that says what and why. */
+export function causeChain(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let i = 0; e instanceof Error && i < 8; i++) {
+    const line = (e.message || e.name).split('\n')[0]!.trim();
+    if (line && !parts.some((p) => p.includes(line))) parts.push(line);
+    const next = e as { cause?: unknown; originalError?: unknown };
+    e = next.cause ?? next.originalError;
+  }
+  return parts.join(': ');
+}

@@ -91,9 +91,14 @@ export async function checkCommand(c: CheckCommand): Promise<number> {
     'kafka.brokers',
     'registry.url',
   ]);
+  // The Kafka line also reads the stored offset as pgcdc run does (topic and group-prefix ACLs).
+  const kafka = {
+    ...config.kafka,
+    offsets: { topic: config.offsets.topic, connector: config.name, slot: config.slot.name },
+  };
   const report = await runPreflight(config, {
     fix: c.fix,
-    kafka: unset.has('kafka.brokers') ? null : config.kafka,
+    kafka: unset.has('kafka.brokers') ? null : kafka,
     registry: unset.has('registry.url') ? null : config.registry,
   });
   if (unset.has('kafka.brokers')) {

@@ -1,7 +1,11 @@
-// The Kafka client, producer and admin, configured once from the connector's settings.
+// The Kafka client, producer and admin, configured once from the connector's settings. Errors are
+// classified here, where they are born: a refused login or certificate is the user's (UserError),
+// a broker that is down or unreachable is a ConnectionLost (the worker waits it out), whatever
+// kafkajs wraps it in.
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type Producer, type SASLOptions } from 'kafkajs';
-import { UserError } from '../errors.ts';
+import { ConnectionLost, UserError, causeChain, failureKind } from '../errors.ts';
 import { readPem } from '../postgres/connection.ts';
+import { redactText, type Logger } from '../worker/log.ts';
 
 export interface KafkaSettings {
   brokers: string[];
@@ -14,18 +18,70 @@ export interface KafkaSettings {
   };
 }
 
-/** `onRetry`: kafkajs failed a produce attempt and retries it (seen in its error log entries). */
-export function kafkaClient(s: KafkaSettings, hooks: { onRetry?: () => void } = {}): Kafka {
-  const { onRetry } = hooks;
+export interface KafkaHooks {
+  /** kafkajs failed a produce attempt and retries it (seen in its error log entries). */
+  onRetry?: () => void;
+  /** Where kafkajs's own log lines go (ERROR and WARN as warn, INFO as debug); nowhere when unset. */
+  log?: Logger;
+}
+
+/** The same kafkajs line at most once per this window; the next one says how many were dropped. */
+const KAFKAJS_LOG_WINDOW_MS = 10_000;
+
+/**
+ * kafkajs's log lines as pgcdc log lines. kafkajs logs every retry at ERROR; pgcdc reports the
+ * failure that ends the retries itself, so kafkajs's errors are warnings here. Repeated lines (a
+ * broker that stays down logs the same connection error on every retry) are rate-limited.
+ */
+export function kafkajsLogCreator(
+  log: Logger | undefined,
+  opts: { onRetry?: () => void; secrets?: string[]; windowMs?: number; now?: () => number } = {},
+): () => (entry: LogEntry) => void {
+  const windowMs = opts.windowMs ?? KAFKAJS_LOG_WINDOW_MS;
+  const now = opts.now ?? Date.now;
+  const secrets = opts.secrets ?? [];
+  const seen = new Map<string, { until: number; dropped: number }>();
+  return () => (entry: LogEntry) => {
+    const {
+      message,
+      timestamp: _t,
+      logger: _l,
+      stack: _s,
+      ...rest
+    } = entry.log as LogEntry['log'] & {
+      stack?: unknown;
+    };
+    if (entry.level === logLevel.ERROR && typeof rest.retryCount === 'number') opts.onRetry?.();
+    if (!log) return;
+    const level = entry.level <= logLevel.WARN ? 'warn' : 'debug';
+    const key = `${entry.level}\u0000${entry.namespace}\u0000${message}`;
+    const t = now();
+    const s = seen.get(key);
+    if (s && t < s.until) {
+      s.dropped++;
+      return;
+    }
+    if (seen.size > 500) seen.clear();
+    seen.set(key, { until: t + windowMs, dropped: 0 });
+    // Scalars only: kafkajs's context can hold whole requests (and, for SASL, the credentials' owner).
+    const ctx: Record<string, unknown> = { component: 'kafkajs', namespace: entry.namespace };
+    for (const [k, v] of Object.entries(rest)) {
+      if (typeof v === 'string') ctx[k] = redactText(v, secrets);
+      else if (typeof v === 'number' || typeof v === 'boolean') ctx[k] = v;
+    }
+    if (s && s.dropped > 0) ctx.repeatedSinceLastLine = s.dropped;
+    log[level](`kafkajs: ${redactText(String(message), secrets)}`, ctx);
+  };
+}
+
+export function kafkaClient(s: KafkaSettings, hooks: KafkaHooks = {}): Kafka {
+  const { onRetry, log } = hooks;
+  const secrets = s.sasl?.password ? [s.sasl.password] : [];
   const config: KafkaConfig = {
     brokers: s.brokers,
     clientId: s.clientId,
-    logLevel: onRetry ? logLevel.ERROR : logLevel.NOTHING,
-    ...(onRetry && {
-      logCreator: () => (entry: LogEntry) => {
-        if (typeof entry.log.retryCount === 'number') onRetry();
-      },
-    }),
+    logLevel: log ? logLevel.INFO : onRetry ? logLevel.ERROR : logLevel.NOTHING,
+    ...((onRetry || log) && { logCreator: kafkajsLogCreator(log, { onRetry, secrets }) }),
     connectionTimeout: 10_000,
     requestTimeout: 30_000,
     retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000 },
@@ -72,7 +128,8 @@ function rootCause(err: unknown): Error & { code?: string; type?: string } {
 }
 
 export function describeKafkaError(err: unknown, s: KafkaSettings): Error {
-  if (!(err instanceof Error) || err instanceof UserError) return err as Error;
+  if (!(err instanceof Error) || err instanceof UserError || err instanceof ConnectionLost)
+    return err as Error;
   const brokers = s.brokers.join(',');
   const mechanism = s.sasl?.mechanism ?? 'none';
   const all = [err, rootCause(err)] as Array<Error & { code?: string; type?: string }>;
@@ -105,6 +162,16 @@ export function describeKafkaError(err: unknown, s: KafkaSettings): Error {
     return new UserError(
       `Kafka ${brokers}: TLS failed (${firstLine(cause.message)}); check kafka.ssl.ca (and kafka.ssl.cert/key when the broker requires a client certificate)`,
     );
+  }
+  const denied = all.find((e) => typeof e.type === 'string' && e.type.endsWith('_AUTHORIZATION_FAILED'));
+  if (denied) {
+    return new UserError(
+      `Kafka ${brokers} denied ${s.sasl?.username ? `user ${s.sasl.username}` : 'the client'} (${denied.type}: ${firstLine(denied.message)}); grant the ACLs listed in docs/security.md "Kafka ACLs"`,
+      { cause: err },
+    );
+  }
+  if (failureKind(err) === 'connection') {
+    return new ConnectionLost(`Kafka ${brokers} unreachable or lost: ${causeChain(err)}`, { cause: err });
   }
   return err;
 }

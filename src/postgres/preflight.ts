@@ -5,7 +5,6 @@
 // PostgreSQL part before it starts and refuses to start on a failure.
 import type pg from 'pg';
 import type { TableRef } from '../config/tables.ts';
-import type { KafkaSettings } from '../kafka/client.ts';
 import type { SshSettings } from '../tunnel/ssh.ts';
 import { SshTunnel } from '../tunnel/ssh.ts';
 import { PostgresEndpoint, type PostgresSettings } from './connection.ts';
@@ -35,7 +34,12 @@ import {
   walSendersCheck,
   type CheckSettings,
 } from './preflight/rules.ts';
-import { kafkaCheck, registryCheck, type RegistryCheckSettings } from './preflight/services.ts';
+import {
+  kafkaCheck,
+  registryCheck,
+  type KafkaCheckSettings,
+  type RegistryCheckSettings,
+} from './preflight/services.ts';
 
 export * from './preflight/result.ts';
 export { describeConnectError, type ConnectProblem } from './preflight/connect-errors.ts';
@@ -57,7 +61,7 @@ export interface PreflightOptions {
   /** Apply the safe fixes first (pgcdc check --fix). */
   fix?: boolean;
   /** Also check that Kafka answers (admin describeCluster). */
-  kafka?: KafkaSettings | null;
+  kafka?: KafkaCheckSettings | null;
   /** Also check that the schema registry answers (GET /subjects). */
   registry?: RegistryCheckSettings | null;
   /** The application_name of the checks' connections. */

@@ -10,7 +10,7 @@
 // and it wrote a subject-level BACKWARD config on every new subject, overriding the registry's
 // global rule. pgcdc leaves compatibility to the registry and its operator.)
 import { Agent } from 'undici';
-import { UserError } from '../errors.ts';
+import { ConnectionLost, UserError, causeChain, failureKind } from '../errors.ts';
 import { readPem } from '../postgres/connection.ts';
 
 export interface RegistrySettings {
@@ -43,10 +43,13 @@ export class IncompatibleSchemaError extends UserError {
 class RegistryHttpError extends Error {
   readonly status: number;
   readonly errorCode: number | undefined;
+  /** Read by failureKind() where the error reaches the worker undescribed. */
+  readonly retriable: boolean;
   constructor(status: number, message: string, errorCode?: number) {
     super(message);
     this.status = status;
     this.errorCode = errorCode;
+    this.retriable = status >= 500 || status === 408 || status === 429;
   }
 }
 
@@ -183,6 +186,12 @@ export class Registry {
     }
   }
 
+  /**
+   * The registry's failures by kind: a refused schema, refused credentials, a URL with no registry
+   * API behind it (404) and an untrusted certificate are the user's; a registry that is down,
+   * unreachable, overloaded (5xx, 408, 429) or slow is a ConnectionLost that the worker waits out.
+   * A host name that does not resolve counts as unreachable (a DNS outage looks the same).
+   */
   #describe(err: unknown, subject: string): Error {
     const url = this.#url;
     if (err instanceof RegistryHttpError) {
@@ -190,6 +199,17 @@ export class Registry {
       if (err.status === 401 || err.status === 403) {
         return new UserError(
           `schema registry ${url} refused the credentials (HTTP ${err.status}); check registry.username/password or registry.token`,
+        );
+      }
+      if (err.status === 404) {
+        return new UserError(
+          `schema registry ${url} answered HTTP 404 for subject ${subject} (${err.message}); check registry.url: it is the Confluent-compatible API's base URL (Apicurio: …/apis/ccompat/v7)`,
+        );
+      }
+      if (err.status >= 500 || err.status === 408 || err.status === 429) {
+        return new ConnectionLost(
+          `schema registry ${url} is unavailable (HTTP ${err.status} for subject ${subject}: ${err.message})`,
+          { cause: err },
         );
       }
       if (err.status === 422) {
@@ -201,16 +221,19 @@ export class Registry {
     }
     const cause = (err as { cause?: { code?: string } }).cause;
     const code = cause?.code ?? (err as { code?: string }).code;
-    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND') {
-      return new UserError(`schema registry ${url} is unreachable (${code}); check registry.url`);
-    }
-    if (code && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL/.test(code)) {
+    if (code && /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS|ERR_SSL|HOSTNAME_MISMATCH/.test(code)) {
       return new UserError(`schema registry ${url}: TLS failed (${code}); check registry.ca`);
     }
     if (err instanceof Error && err.name === 'TimeoutError') {
-      return new Error(
+      return new ConnectionLost(
         `schema registry ${url} did not answer within ${TIMEOUT_MS / 1000}s (subject ${subject})`,
+        { cause: err },
       );
+    }
+    if (failureKind(err) === 'connection') {
+      return new ConnectionLost(`schema registry ${url} is unreachable (${code ?? causeChain(err)})`, {
+        cause: err,
+      });
     }
     return err instanceof Error ? err : new Error(String(err));
   }

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { SENSITIVE_PATHS } from '../config/schema.ts';
 import type { PgcdcConfig } from '../config/types.ts';
 import { Connector, type ConnectorObserver, type ConnectorState } from '../pipeline/connector.ts';
-import { failureKind, type FailureKind } from '../errors.ts';
+import { causeChain, failureKind, type FailureKind } from '../errors.ts';
 import { errorContext, redactText, type Logger } from './log.ts';
 import { offsetKey } from '../kafka/offsets.ts';
 import { parseLsn, formatLsn } from '../postgres/lsn.ts';
@@ -69,19 +69,6 @@ export interface ReconnectState {
   nextAttemptAt: number | null;
   /** When the connector reached SNAPSHOT or STREAMING again (null: not yet). */
   upSince: number | null;
-}
-
-/** The messages along an error's cause chain, deduplicated: one line that says what and why. */
-export function causeChain(err: unknown): string {
-  const parts: string[] = [];
-  let e: unknown = err;
-  for (let i = 0; e instanceof Error && i < 8; i++) {
-    const line = (e.message || e.name).split('\n')[0]!.trim();
-    if (line && !parts.some((p) => p.includes(line))) parts.push(line);
-    const next = e as { cause?: unknown; originalError?: unknown };
-    e = next.cause ?? next.originalError;
-  }
-  return parts.join(': ');
 }
 
 /** Every configured secret value (passwords, keys, tokens) — what logs and the REST API must never show. */

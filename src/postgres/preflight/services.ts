@@ -2,9 +2,12 @@
 // brokers and the registry URL, never a credential.
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { kafkaClient, type KafkaSettings } from '../../kafka/client.ts';
+import { causeChain, failureKind } from '../../errors.ts';
+import { describeKafkaError, kafkaClient, type KafkaSettings } from '../../kafka/client.ts';
+import { OFFSET_READER_GROUP_PREFIX, OffsetStore } from '../../kafka/offsets.ts';
 import { readPem } from '../connection.ts';
 import { failed, ok, type CheckResult } from './result.ts';
+import { tlsFilesCheck } from './tls-files.ts';
 
 const TIMEOUT_MS = 15_000;
 
@@ -19,7 +22,20 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 const firstLine = (err: unknown): string =>
   (err instanceof Error ? err.message || err.name : String(err)).split('\n')[0]!;
 
-export async function kafkaCheck(s: KafkaSettings, timeoutMs = TIMEOUT_MS): Promise<CheckResult> {
+export interface KafkaCheckSettings extends KafkaSettings {
+  /** Also read the stored offset the way pgcdc run does at start (its ACLs: READ on the topic and the group prefix). */
+  offsets?: { topic: string; connector: string; slot: string };
+}
+
+export async function kafkaCheck(s: KafkaCheckSettings, timeoutMs = TIMEOUT_MS): Promise<CheckResult> {
+  const unreadable = s.ssl?.enabled
+    ? tlsFilesCheck('kafka', {
+        'kafka.ssl.ca': s.ssl.ca,
+        'kafka.ssl.cert': s.ssl.cert,
+        'kafka.ssl.key': s.ssl.key,
+      })
+    : null;
+  if (unreadable) return unreadable;
   const brokers = s.brokers.join(',');
   const admin = kafkaClient(s).admin({ retry: { retries: 1, initialRetryTime: 300, maxRetryTime: 1_000 } });
   try {
@@ -32,7 +48,8 @@ export async function kafkaCheck(s: KafkaSettings, timeoutMs = TIMEOUT_MS): Prom
       'Kafka',
     );
     const n = cluster.brokers.length;
-    return ok('kafka', `reached ${brokers}: cluster ${cluster.clusterId}, ${n} broker${n === 1 ? '' : 's'}`);
+    const reached = `reached ${brokers}: cluster ${cluster.clusterId}, ${n} broker${n === 1 ? '' : 's'}`;
+    return s.offsets ? await offsetReadCheck(s, s.offsets, reached, timeoutMs) : ok('kafka', reached);
   } catch (err) {
     const why = firstLine(err);
     const auth = /SASL|authenticat/i.test(why);
@@ -45,6 +62,39 @@ export async function kafkaCheck(s: KafkaSettings, timeoutMs = TIMEOUT_MS): Prom
     );
   } finally {
     await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** The offset read of pgcdc run's start, as a check: the topic and group-prefix ACLs it needs. */
+async function offsetReadCheck(
+  s: KafkaSettings,
+  o: NonNullable<KafkaCheckSettings['offsets']>,
+  reached: string,
+  timeoutMs: number,
+): Promise<CheckResult> {
+  const store = new OffsetStore(kafkaClient(s), o.topic, { connector: o.connector, slot: o.slot });
+  try {
+    const r = await store.checkRead(timeoutMs);
+    if (!r.topicExists) {
+      return ok(
+        'kafka',
+        `${reached}; offsets topic ${o.topic} not created yet (pgcdc run creates it), group prefix ${OFFSET_READER_GROUP_PREFIX} answered`,
+      );
+    }
+    return ok(
+      'kafka',
+      `${reached}; offsets topic ${o.topic} read (${r.stored ? `stored offset at ${r.stored.lsn}` : 'no offset stored for this connector'})`,
+    );
+  } catch (err) {
+    const e = describeKafkaError(err, s);
+    const denied = failureKind(e) === 'user';
+    return failed(
+      'kafka',
+      `${reached}, but the stored offset cannot be read: ${causeChain(e)}`,
+      denied
+        ? `grant the principal READ and DESCRIBE on topic ${o.topic} and READ on consumer groups with prefix ${OFFSET_READER_GROUP_PREFIX} (docs/security.md "Kafka ACLs")`
+        : 'check that every broker (the group coordinator included) is reachable at the address it advertises',
+    );
   }
 }
 
@@ -92,6 +142,8 @@ function get(
 }
 
 export async function registryCheck(s: RegistryCheckSettings, timeoutMs = TIMEOUT_MS): Promise<CheckResult> {
+  const unreadable = tlsFilesCheck('schema_registry', { 'registry.ca': s.ca });
+  if (unreadable) return unreadable;
   const shown = displayUrl(s.url);
   let url: URL;
   try {
@@ -109,7 +161,7 @@ export async function registryCheck(s: RegistryCheckSettings, timeoutMs = TIMEOU
   if (s.token) headers.Authorization = `Bearer ${s.token}`;
   else if (user) headers.Authorization = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
   try {
-    const res = await get(url, headers, s.ca ? readPem(s.ca) : undefined, timeoutMs);
+    const res = await get(url, headers, s.ca ? readPem(s.ca, 'registry.ca') : undefined, timeoutMs);
     if (res.status === 401 || res.status === 403) {
       return failed(
         'schema_registry',
