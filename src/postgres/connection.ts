@@ -40,14 +40,41 @@ const SESSION_OPTIONS = [
 /** Every value stays in PostgreSQL's text form; src/avro converts it once, exactly. */
 const TEXT_TYPES = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
 
-/** A certificate or key given as a file path, inline PEM, or base64 of a PEM (as Kubernetes secrets carry them). */
-export function readPem(value: string): string {
+/**
+ * Looks like a file path rather than base64: a leading `/`, `./`, `../` or `~`, or a file name
+ * ending as certificates and keys do. (Base64 may contain `/` but never `.` or `~`.)
+ */
+function looksLikePath(value: string): boolean {
+  return /^(\/|\.{1,2}\/|~)/.test(value) || /\.(pem|crt|cer|key|ca|der|p12|pfx)$/i.test(value);
+}
+
+/**
+ * A certificate or key given as a file path, inline PEM, or base64 of a PEM (as Kubernetes secrets
+ * carry them). With `setting`, a failure is a UserError naming it (`postgres.sslRootCert: file
+ * /etc/ca.crt does not exist`), so a mistyped path reads as one, not as a generic format error.
+ */
+export function readPem(value: string, setting?: string): string {
+  const fail = (why: string): never => {
+    throw setting ? new UserError(`${setting}: ${why}`) : new Error(why);
+  };
   const trimmed = value.trim();
   if (trimmed.startsWith('-----BEGIN')) return trimmed;
-  if (existsSync(trimmed)) return readFileSync(trimmed, 'utf8');
+  if (existsSync(trimmed)) {
+    try {
+      return readFileSync(trimmed, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : code;
+      return fail(`file ${trimmed} cannot be read (${why ?? (err as Error).message})`);
+    }
+  }
+  if (looksLikePath(trimmed)) {
+    return fail(`file ${trimmed} does not exist (give an existing file, the PEM text or its base64)`);
+  }
   const decoded = Buffer.from(trimmed, 'base64').toString('utf8');
   if (decoded.includes('-----BEGIN')) return decoded;
-  throw new Error('expected a file path, a PEM block or base64 of a PEM block');
+  // Not echoed: it may be (a damaged copy of) a private key.
+  return fail('expected a file path, a PEM block or base64 of a PEM block');
 }
 
 /**
@@ -68,21 +95,13 @@ export function tlsOptions(s: PostgresSettings): ConnectionOptions | false {
     );
   }
   const tls: ConnectionOptions = { rejectUnauthorized: verifyChain };
-  if (s.sslRootCert) tls.ca = readSetting(s.sslRootCert, 'postgres.sslRootCert');
-  if (s.sslCert) tls.cert = readSetting(s.sslCert, 'postgres.sslCert');
-  if (s.sslKey) tls.key = readSetting(s.sslKey, 'postgres.sslKey');
+  if (s.sslRootCert) tls.ca = readPem(s.sslRootCert, 'postgres.sslRootCert');
+  if (s.sslCert) tls.cert = readPem(s.sslCert, 'postgres.sslCert');
+  if (s.sslKey) tls.key = readPem(s.sslKey, 'postgres.sslKey');
   if (s.sslKeyPassword) tls.passphrase = s.sslKeyPassword;
   // The chain is checked (or not) by rejectUnauthorized; the name only with verify-full.
   if (!verifyName) tls.checkServerIdentity = () => undefined;
   return tls;
-}
-
-function readSetting(value: string, name: string): string {
-  try {
-    return readPem(value);
-  } catch (err) {
-    throw new UserError(`${name}: ${(err as Error).message}`);
-  }
 }
 
 export function clientConfig(
