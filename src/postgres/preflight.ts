@@ -9,6 +9,7 @@ import type { SshSettings } from '../tunnel/ssh.ts';
 import { SshTunnel } from '../tunnel/ssh.ts';
 import { PostgresEndpoint, type PostgresSettings } from './connection.ts';
 import { describeConnectError } from './preflight/connect-errors.ts';
+import { hostKeyCheck } from './preflight/ssh-host-key.ts';
 import { applyFixes } from './preflight/fix.ts';
 import {
   probePublication,
@@ -106,18 +107,27 @@ const TRANSIENT = new Set(['unreachable', 'timeout', 'dns', 'reset', 'starting',
 export async function connectForChecks(
   cfg: Pick<PreflightConfig, 'postgres' | 'ssh'>,
   opts: Pick<PreflightOptions, 'applicationName' | 'log'> = {},
-): Promise<{ client: pg.Client; endpoint: PostgresEndpoint } | { result: CheckResult }> {
+): Promise<
+  | { client: pg.Client; endpoint: PostgresEndpoint; hostKey: CheckResult | null }
+  | { result: CheckResult; hostKey: CheckResult | null }
+> {
   let endpoint: PostgresEndpoint | null = null;
+  let tunnel: SshTunnel | null = null;
+  // The bastion's key as accepted (or matched) during the handshake, also when PostgreSQL then fails.
+  const hostKey = () => hostKeyCheck(cfg.ssh, tunnel?.presentedFingerprint);
   try {
-    const tunnel = cfg.ssh?.enabled ? new SshTunnel(cfg.ssh, opts.log ?? SILENT) : null;
+    tunnel = cfg.ssh?.enabled ? new SshTunnel(cfg.ssh, opts.log ?? SILENT) : null;
     endpoint = new PostgresEndpoint(cfg.postgres, { tunnel });
     const client = await endpoint.connect({ applicationName: opts.applicationName ?? 'pgcdc-check' });
-    return { client, endpoint };
+    return { client, endpoint, hostKey: hostKey() };
   } catch (err) {
     await endpoint?.close().catch(() => undefined);
     const p = describeConnectError(err, cfg.postgres);
     const transient = TRANSIENT.has(p.kind);
-    return { result: { ...failed('connection', p.message, p.fix), ...(transient && { transient }) } };
+    return {
+      result: { ...failed('connection', p.message, p.fix), ...(transient && { transient }) },
+      hostKey: hostKey(),
+    };
   }
 }
 
@@ -129,7 +139,8 @@ async function postgresChecks(
   let fixes: FixAction[] = [];
   const pgs = cfg.postgres;
   const opened = await connectForChecks(cfg, opts);
-  if ('result' in opened) return { results: [opened.result], fixes };
+  if (opened.hostKey) results.push(opened.hostKey);
+  if ('result' in opened) return { results: [...results, opened.result], fixes };
   const { client, endpoint } = opened;
   const settings: CheckSettings = {
     publication: cfg.publication,

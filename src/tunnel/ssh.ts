@@ -36,7 +36,8 @@ export function sshFingerprint(key: Buffer): string {
   return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
-function normalizeFingerprint(fp: string): string {
+/** `SHA256:<base64>` without padding, with or without the prefix as given. */
+export function normalizeFingerprint(fp: string): string {
   const t = fp.trim();
   const body = t.startsWith('SHA256:') ? t.slice(7) : t;
   return `SHA256:${body.replace(/=+$/, '')}`;

@@ -6,6 +6,7 @@ export type CheckStatus = 'ok' | 'warning' | 'failed';
 
 export type CheckId =
   | 'config'
+  | 'ssh'
   | 'connection'
   | 'server_version'
   | 'wal_level'
@@ -25,6 +26,7 @@ export type CheckId =
 /** The label printed for each check (second column). */
 export const LABELS: Record<CheckId, string> = {
   config: 'configuration',
+  ssh: 'ssh host key',
   connection: 'connection',
   server_version: 'server version',
   wal_level: 'wal_level',
