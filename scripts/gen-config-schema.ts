@@ -4,6 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as prettier from 'prettier';
 import { configJsonSchema, replaceReference } from '../src/config/json-schema.ts';
+import { CHART_SCHEMA_FILE, renderChartSchema } from './gen-helm-schema.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const schemaFile = `${root}schemas/config.schema.json`;
@@ -18,9 +19,11 @@ const json = await prettier.format(JSON.stringify(configJsonSchema(), null, 2), 
 const docs = replaceReference(readFileSync(docsFile, 'utf8'));
 
 let stale = false;
+// The Helm chart's values schema types `config` from this schema (scripts/gen-helm-schema.ts).
 for (const [file, text] of [
   [schemaFile, json],
   [docsFile, docs],
+  [CHART_SCHEMA_FILE, renderChartSchema(json)],
 ] as const) {
   let current = '';
   try {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { LEAVES, SENSITIVE_PATHS, envVarFor } from '../../src/config/schema.ts';
+import { renderChartSchema } from '../../scripts/gen-helm-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HELM = join(ROOT, '.cache/bin/helm');
@@ -382,6 +383,78 @@ describe('helm chart helm/pgcdc', () => {
         assert.notEqual(r.status, 0, `config.${path} in clear was accepted`);
         assert.match(r.stderr, new RegExp(`config\\.${path.replace(/\./g, '\\.')} is a secret`));
       }
+    });
+
+    // The config section is typed setting by setting (scripts/gen-helm-schema.ts), so what pgcdc
+    // would refuse when the pod starts is refused by helm already.
+    const badSettings: [string, RegExp][] = [
+      ['config.postgres.port=notaport', /'\/config\/postgres\/port'/],
+      ['config.postgres.sslmode=bogus', /'\/config\/postgres\/sslmode'/],
+      ['config.snapshot.mode=sometimes', /'\/config\/snapshot\/mode'/],
+      ['config.kafka.maxInFlightBytes=lots', /'\/config\/kafka\/maxInFlightBytes'/],
+      ['config.kafka.compresion=gzip', /additional properties 'compresion' not allowed/],
+      ['config.ssh.enabled=maybe', /'\/config\/ssh\/enabled'/],
+    ];
+    for (const [set, mention] of badSettings) {
+      it(`refuses --set ${set} in helm template and helm lint`, () => {
+        for (const cmd of [
+          ['template', 'pgcdc', CHART, '--set', set],
+          ['lint', CHART, '--set', set],
+        ]) {
+          const r = helm(...cmd);
+          assert.notEqual(r.status, 0, `helm ${cmd[0]} accepted --set ${set}:\n${r.stdout}`);
+          const out = r.stderr + r.stdout;
+          assert.match(out, /specifications of the schema|\[ERROR\] values\.yaml: - at '\//, out);
+          assert.match(out, mention);
+        }
+      });
+    }
+
+    it('accepts typed settings and ${VAR} references in config', () => {
+      const file = valuesFile(
+        'typed-config.yaml',
+        [
+          'config:',
+          '  name: x',
+          '  postgres:',
+          '    port: ${PG_PORT}',
+          '    sslmode: verify-full',
+          '  kafka:',
+          '    maxInFlightBytes: 64MiB',
+          '  ssh:',
+          '    enabled: true',
+          '',
+        ].join('\n'),
+      );
+      const config = configOf(render(file));
+      assert.equal(config.postgres.port, '${PG_PORT}');
+      assert.equal(config.kafka.maxInFlightBytes, '64MiB');
+      helmOk('lint', CHART, '--strict', '-f', file);
+    });
+
+    it('requires no setting in config but name (secrets and the rest may come from existingSecret or extraEnv)', () => {
+      const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as Manifest;
+      const required: string[] = [];
+      const walk = (node: Manifest, at: string) => {
+        for (const r of (node.required as string[] | undefined) ?? []) required.push(`${at}.${r}`);
+        for (const [k, v] of Object.entries((node.properties as Record<string, Manifest> | undefined) ?? {}))
+          walk(v, `${at}.${k}`);
+      };
+      walk(schema.properties.config, 'config');
+      assert.deepEqual(required, ['config.name']);
+      // Every setting pgcdc reads from the environment can be left out of config, secrets included.
+      const file = valuesFile(
+        'minimal-config.yaml',
+        'config:\n  postgres: null\n  kafka: null\n  registry: null\n  offsets: null\n  log: null\n' +
+          '  publication: null\n  slot: null\n  snapshot: null\n  tables: null\n',
+      );
+      const config = configOf(render(file));
+      assert.equal(config.name, 'inventory');
+      assert.equal(config.postgres, undefined);
+    });
+
+    it('is current: its config section is generated from schemas/config.schema.json (node scripts/gen-helm-schema.ts)', () => {
+      assert.equal(readFileSync(join(CHART, 'values.schema.json'), 'utf8'), renderChartSchema());
     });
 
     it('accepts replicaCount 1 (the only possible value)', () => {
