@@ -96,16 +96,47 @@ export class OffsetStore {
     }
     if (remaining.size === 0) return null;
 
-    let latest: OffsetRecord | null = null;
     const groupId = `${OFFSET_READER_GROUP_PREFIX}${randomUUID()}`;
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      const attempt = await this.#readThroughGroup(groupId, remaining, deadline);
+      if ('latest' in attempt) return attempt.latest;
+      const crash = attempt.noCoordinator;
+      // kafkajs gives up on a group whose coordinator no broker names, and hides why: a broker
+      // still electing one (passes in seconds) or GROUP_AUTHORIZATION_FAILED (does not). Try again
+      // until the deadline; past it, with the brokers answering, it is the missing ACL.
+      if (Date.now() + 1_000 >= deadline) {
+        throw (await this.#brokersAnswer())
+          ? new UserError(
+              `reading the stored offset from topic ${this.topic} (consumer group ${groupId}): no broker named a group coordinator within ${deadlineMs / 1000} s although the brokers answer (${causeChain(crash)}); the principal most likely lacks READ on the group (Kafka answers GROUP_AUTHORIZATION_FAILED, kafkajs does not pass it on): ${this.#grant()}`,
+              { cause: crash },
+            )
+          : this.#readError(crash, groupId);
+      }
+      await sleep(1_000);
+    }
+  }
+
+  /** One consumer run over the topic: the record, or the coordinator failure kafkajs crashed with. */
+  async #readThroughGroup(
+    groupId: string,
+    ends: Map<number, bigint>,
+    deadline: number,
+  ): Promise<{ latest: OffsetRecord | null } | { noCoordinator: Error }> {
+    const remaining = new Map(ends);
+    let latest: OffsetRecord | null = null;
     const consumer = this.#kafka.consumer({ groupId });
-    const outcome = Promise.withResolvers<void>();
+    const outcome = Promise.withResolvers<Error | null>();
     let lastCrash: unknown = null;
     const removeCrashListener = consumer.on(consumer.events.CRASH, (event) => {
-      lastCrash = event.payload.error;
+      const error = event.payload.error;
+      lastCrash = error;
       // kafkajs restarts the consumer itself after a retriable crash; the deadline bounds that.
-      if (!event.payload.restart) outcome.reject(this.#readError(event.payload.error, groupId));
+      if (event.payload.restart) return;
+      if (error.name === 'KafkaJSGroupCoordinatorNotFound') outcome.resolve(error);
+      else outcome.reject(this.#readError(error, groupId));
     });
+    const deadlineMs = Math.max(0, deadline - Date.now());
     const timer = setTimeout(
       () => outcome.reject(this.#deadlineError(groupId, lastCrash, deadlineMs)),
       deadlineMs,
@@ -127,19 +158,31 @@ export class OffsetStore {
               const last = batch.messages.at(-1);
               if (!last || BigInt(last.offset) + 1n >= end) remaining.delete(batch.partition);
             }
-            if (remaining.size === 0) outcome.resolve();
+            if (remaining.size === 0) outcome.resolve(null);
           },
         });
       })();
       reading.catch((err: unknown) => outcome.reject(this.#readError(err, groupId)));
-      await outcome.promise;
+      const noCoordinator = await outcome.promise;
+      return noCoordinator ? { noCoordinator } : { latest };
     } finally {
       clearTimeout(timer);
       removeCrashListener();
       // A consumer whose broker is gone can take long to leave its group: never wait on it for more.
       await Promise.race([consumer.disconnect().catch(() => undefined), sleep(5_000)]);
     }
-    return latest;
+  }
+
+  async #brokersAnswer(): Promise<boolean> {
+    const admin = this.#kafka.admin({ retry: { retries: 0 } });
+    try {
+      await admin.connect();
+      return (await admin.describeCluster()).brokers.length > 0;
+    } catch {
+      return false;
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
   }
 
   /**
@@ -155,6 +198,12 @@ export class OffsetStore {
       topicExists = (await admin.listTopics()).includes(this.topic);
       if (!topicExists) await admin.fetchOffsets({ groupId: `${OFFSET_READER_GROUP_PREFIX}check` });
     } catch (err) {
+      if ((err as Error).name === 'KafkaJSGroupCoordinatorNotFound') {
+        throw new UserError(
+          `no broker named a group coordinator for consumer group ${OFFSET_READER_GROUP_PREFIX}check although the brokers answer; the principal most likely lacks READ on the group: ${this.#grant()}`,
+          { cause: err },
+        );
+      }
       throw this.#readError(err, topicExists! === false ? `${OFFSET_READER_GROUP_PREFIX}check` : null);
     } finally {
       await admin.disconnect().catch(() => undefined);
