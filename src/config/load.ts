@@ -395,6 +395,7 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       sslKey: opt('postgres.sslKey'),
       sslKeyPassword: opt('postgres.sslKeyPassword'),
       connectTimeoutMs: v('postgres.connectTimeoutMs'),
+      replicationTimeoutMs: v('postgres.replicationTimeoutMs'),
     },
     ssh: {
       enabled: v('ssh.enabled'),

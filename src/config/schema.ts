@@ -104,6 +104,11 @@ export const schema = {
       min: 1,
       max: 3_600_000,
     }),
+    replicationTimeoutMs: int(
+      'A replication connection that brings nothing (no data, no keepalive) for this long is treated as lost and the connector restarts from its stored offset, in milliseconds. After half of it pgcdc asks the server for a keepalive.',
+      60000,
+      { min: 1000, max: 3_600_000 },
+    ),
   },
   ssh: {
     enabled: bool('Reach PostgreSQL through an SSH tunnel via a bastion host.', false),

@@ -26,6 +26,7 @@ export interface PgcdcConfig {
     /** Sensitive. */
     sslKeyPassword?: string;
     connectTimeoutMs: number;
+    replicationTimeoutMs: number;
   };
   ssh: {
     enabled: boolean;

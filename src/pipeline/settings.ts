@@ -11,7 +11,7 @@ export type SnapshotMode = 'initial' | 'never' | 'always' | 'initial_only' | 'wh
 
 export interface PipelineSettings {
   name: string;
-  postgres: PostgresSettings & { schemas: string[] };
+  postgres: PostgresSettings & { schemas: string[]; replicationTimeoutMs?: number };
   /** An SSH tunnel for every PostgreSQL connection (src/tunnel). */
   ssh?: SshSettings;
   publication: { name: string; autoCreate: boolean };

@@ -253,7 +253,7 @@ const TUPLE_OLD = 0x4f; // 'O'
 type Handler = (d: PgoutputDecoder, r: Reader) => PgoutputMessage;
 
 /** Message names, for error messages; includes the ones this decoder refuses. */
-const MESSAGE_NAMES: Record<string, string> = {
+export const MESSAGE_NAMES: Readonly<Record<string, string>> = {
   B: 'Begin',
   C: 'Commit',
   O: 'Origin',
