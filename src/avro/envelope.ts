@@ -109,6 +109,17 @@ export interface BuiltSchemas {
 
 const optional = (type: AvroSchema): AvroSchema => ['null', type];
 
+/** Debezium 3.x's source.snapshot values, in its SnapshotRecord order (incremental is never sent). */
+export const SNAPSHOT_VALUES =
+  'true,first,first_in_data_collection,last_in_data_collection,last,false,incremental';
+
+const optionalLong = (name: string): Record<string, unknown> => ({
+  name,
+  type: optional('long'),
+  default: null,
+});
+
+/** The source block as Kafka Connect's AvroData writes Debezium 3.x's PostgreSQL source schema. */
 function sourceSchema(): AvroSchemaObject {
   return {
     type: 'record',
@@ -121,21 +132,29 @@ function sourceSchema(): AvroSchemaObject {
       { name: 'ts_ms', type: 'long' },
       {
         name: 'snapshot',
-        type: {
-          type: 'string',
-          'connect.name': 'io.debezium.data.Enum',
-          'connect.parameters': { allowed: 'true,last,false' },
-        },
+        type: [
+          {
+            type: 'string',
+            'connect.version': 1,
+            'connect.parameters': { allowed: SNAPSHOT_VALUES },
+            'connect.default': 'false',
+            'connect.name': 'io.debezium.data.Enum',
+          },
+          'null',
+        ],
         default: 'false',
       },
       { name: 'db', type: 'string' },
       { name: 'sequence', type: optional('string'), default: null },
+      optionalLong('ts_us'),
+      optionalLong('ts_ns'),
       { name: 'schema', type: 'string' },
       { name: 'table', type: 'string' },
-      { name: 'txId', type: optional('long'), default: null },
-      { name: 'lsn', type: optional('long'), default: null },
-      { name: 'xmin', type: optional('long'), default: null },
+      optionalLong('txId'),
+      optionalLong('lsn'),
+      optionalLong('xmin'),
     ],
+    'connect.version': 1,
     'connect.name': SOURCE_RECORD_NAME,
   };
 }
@@ -150,8 +169,43 @@ function transactionSchema(): AvroSchemaObject {
       { name: 'total_order', type: 'long' },
       { name: 'data_collection_order', type: 'long' },
     ],
+    'connect.version': 1,
     'connect.name': 'event.block',
   };
+}
+
+/**
+ * A column default as Avro default JSON, or undefined when there is none or it cannot be written
+ * exactly (non-finite floats, longs beyond 2^53, arrays).
+ */
+function defaultJson(f: RowField): unknown {
+  const text = f.column.defaultText;
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = f.convert(text);
+  } catch {
+    return undefined; // a default the column's type cannot carry (numeric NaN in a decimal, ...)
+  }
+  if (typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : undefined;
+  // Avro's JSON for bytes: one character per byte (ISO-8859-1).
+  if (Buffer.isBuffer(value)) return value.toString('latin1');
+  return undefined;
+}
+
+/** `schema` with AvroData's `connect.default` property (placed before connect.name, as AvroData does). */
+function withConnectDefault(schema: AvroSchema, value: unknown): AvroSchema {
+  if (typeof schema === 'string') return { type: schema, 'connect.default': value };
+  if (Array.isArray(schema)) return schema;
+  const out: AvroSchemaObject = { type: schema.type };
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === 'connect.name' || k === 'connect.type') out['connect.default'] = value;
+    if (k !== 'type') out[k] = v;
+  }
+  if (!('connect.default' in out)) out['connect.default'] = value;
+  return out;
 }
 
 /**
@@ -170,9 +224,20 @@ export function buildSchemas(relation: Relation, opts: SchemaOptions): BuiltSche
   });
   const keyFields = rowFields.filter((f) => f.column.isKey);
 
+  // A column with a constant default gets it as the field default; an optional one then puts its
+  // type before null (Avro takes a union's default from its first branch), as Connect's AvroData
+  // writes an optional field with a default. Debezium mode also sets AvroData's connect.default,
+  // which is where AvroData reads an optional field's default back from.
   const fieldJson = (f: RowField, nullable: boolean): Record<string, unknown> => {
-    const json: Record<string, unknown> = { name: f.name, type: nullable ? optional(f.schema) : f.schema };
-    if (nullable) json.default = null;
+    const dflt = defaultJson(f);
+    let json: Record<string, unknown>;
+    if (dflt === undefined) {
+      json = { name: f.name, type: nullable ? optional(f.schema) : f.schema };
+      if (nullable) json.default = null;
+    } else {
+      const type = options.typeMode === 'debezium' ? withConnectDefault(f.schema, dflt) : f.schema;
+      json = { name: f.name, type: nullable ? [type, 'null'] : type, default: dflt };
+    }
     if (f.name !== f.column.name) json['pg.name'] = f.column.name;
     return json;
   };
@@ -203,9 +268,13 @@ export function buildSchemas(relation: Relation, opts: SchemaOptions): BuiltSche
       { name: 'after', type: optional(`${namespace}.Value`), default: null },
       { name: 'source', type: sourceSchema() },
       { name: 'op', type: 'string' },
-      { name: 'ts_ms', type: optional('long'), default: null },
+      optionalLong('ts_ms'),
+      optionalLong('ts_us'),
+      optionalLong('ts_ns'),
       { name: 'transaction', type: optional(transactionSchema()), default: null },
     ],
+    // Debezium's Envelope schema version 2 (the one with ts_us / ts_ns).
+    'connect.version': 2,
     'connect.name': `${namespace}.Envelope`,
   };
   return { namespace, key, value, rowFields, keyFields };
@@ -348,7 +417,7 @@ export function toAvroKey(
 }
 
 export interface EnvelopeOptions {
-  /** Envelope ts_ms (processing time); defaults to Date.now(). */
+  /** Envelope ts_ms / ts_us / ts_ns (processing time); defaults to Date.now(). */
   nowMs?: number;
   /** Debezium transaction block; null unless given. */
   transaction?: { id: string; totalOrder: bigint; dataCollectionOrder: bigint } | null;
@@ -362,6 +431,7 @@ export function envelopeValue(
 ): Record<string, unknown> {
   const relation = event.relation;
   const tx = opts.transaction;
+  const nowMs = BigInt(opts.nowMs ?? Date.now());
   return {
     before: event.before ? toAvroRow(relation, event.before, compiled) : null,
     after: event.after ? toAvroRow(relation, event.after, compiled) : null,
@@ -374,6 +444,8 @@ export function envelopeValue(
       db: compiled.database,
       // Debezium's [commit LSN, change LSN] pair as decimal strings: orders events.
       sequence: `["${event.commitLsn}","${event.lsn}"]`,
+      ts_us: event.commitTimeMicros,
+      ts_ns: event.commitTimeMicros * 1000n,
       schema: relation.schema,
       table: relation.table,
       txId: event.xid === null ? null : BigInt(event.xid),
@@ -381,7 +453,9 @@ export function envelopeValue(
       xmin: null,
     },
     op: event.op,
-    ts_ms: BigInt(opts.nowMs ?? Date.now()),
+    ts_ms: nowMs,
+    ts_us: nowMs * 1000n,
+    ts_ns: nowMs * 1_000_000n,
     transaction: tx
       ? { id: tx.id, total_order: tx.totalOrder, data_collection_order: tx.dataCollectionOrder }
       : null,

@@ -4,19 +4,30 @@
 import type { Column } from '../change/event.ts';
 import { DataError } from './errors.ts';
 import {
+  avroDate,
+  avroLocalTimestampMicros,
+  avroLocalTimestampMillis,
+  avroTimeMicros,
+  avroTimeMillis,
+  avroTimestampMicros,
+  avroTimestampMillis,
+  debeziumDate,
+  debeziumMicroTimestamp,
+  debeziumTime,
+  debeziumTimestamp,
+  zonedTime,
+  zonedTimestamp,
+} from './temporal.ts';
+import {
   isNumericSpecial,
-  microsToMillis,
   numericToDecimalBytes,
   parseArray,
   parseBool,
   parseBytea,
-  parseDate,
   parseFloatText,
   parseInt32,
   parseInt64,
   parseTime,
-  parseTimestamp,
-  parseTimestamptz,
   intervalToIso,
   type ArrayText,
 } from './values.ts';
@@ -158,7 +169,14 @@ export function withBuiltins(lookup: TypeLookup | undefined): TypeLookup {
 export type DecimalHandling = 'precise' | 'string' | 'double';
 export type BinaryHandling = 'bytes' | 'base64' | 'hex';
 export type ArrayHandling = 'array' | 'string';
-export type TimePrecision = 'micros' | 'millis';
+export type TimePrecision = 'adaptive' | 'adaptive_time_microseconds' | 'micros' | 'millis';
+/**
+ * 'debezium': Kafka Connect semantic types as Debezium's connector writes them (io.debezium.time.*,
+ * no Avro logical type on temporal fields), so Connect's AvroData and every Connect sink read them.
+ * 'avro': the Avro specification's logical types (date, time-*, timestamp-*, local-timestamp-*,
+ * uuid), for Avro readers, Spark, Iceberg; values outside what those readers represent are clamped.
+ */
+export type TypeMode = 'debezium' | 'avro';
 
 export interface AvroOptions {
   /** numeric: 'precise' (default) Avro decimal when declared numeric(p,s), else string; 'string'; 'double'. */
@@ -170,11 +188,14 @@ export interface AvroOptions {
   /** Stands in for unchanged TOASTed values; default {@link DEFAULT_TOAST_PLACEHOLDER}. */
   toastPlaceholder?: string;
   /**
-   * time/timestamp/timestamptz: 'micros' (default, lossless: time-micros, local-timestamp-micros,
-   * timestamp-micros) or 'millis' (time-millis, local-timestamp-millis, timestamp-millis; the
-   * microseconds are floored to the millisecond).
+   * time/timestamp(tz): Debezium's time.precision.mode. 'adaptive' (default): by the column's
+   * declared precision, milliseconds for p <= 3, microseconds otherwise. 'adaptive_time_microseconds':
+   * time always in microseconds, timestamps adaptive. 'micros' / 'millis': always that unit
+   * ('millis' floors). timestamptz in Debezium mode is an ISO string whatever the setting.
    */
   timePrecision?: TimePrecision;
+  /** 'debezium' (default) or 'avro'; see {@link TypeMode}. */
+  typeMode?: TypeMode;
 }
 
 export const DEFAULT_TOAST_PLACEHOLDER = '__debezium_unavailable_value';
@@ -185,6 +206,7 @@ export interface ResolvedAvroOptions {
   arrayHandling: ArrayHandling;
   toastPlaceholder: string;
   timePrecision: TimePrecision;
+  typeMode: TypeMode;
 }
 
 export function resolveAvroOptions(options: AvroOptions | undefined): ResolvedAvroOptions {
@@ -201,7 +223,13 @@ export function resolveAvroOptions(options: AvroOptions | undefined): ResolvedAv
     binaryHandling: pick('binaryHandling', o.binaryHandling, ['bytes', 'base64', 'hex']),
     arrayHandling: pick('arrayHandling', o.arrayHandling, ['array', 'string']),
     toastPlaceholder: o.toastPlaceholder ?? DEFAULT_TOAST_PLACEHOLDER,
-    timePrecision: pick('timePrecision', o.timePrecision, ['micros', 'millis']),
+    timePrecision: pick('timePrecision', o.timePrecision, [
+      'adaptive',
+      'adaptive_time_microseconds',
+      'micros',
+      'millis',
+    ]),
+    typeMode: pick('typeMode', o.typeMode, ['debezium', 'avro']),
   };
 }
 
@@ -270,13 +298,15 @@ function numericPlan(typeMod: number, o: ResolvedAvroOptions, where: () => [stri
   }
   if (scale > precision) precision = scale; // numeric(3,5): Avro needs scale <= precision.
   return {
+    // AvroData's own layout for a Connect Decimal (what Debezium registers).
     schema: {
       type: 'bytes',
-      logicalType: 'decimal',
-      precision,
       scale,
-      'connect.name': 'org.apache.kafka.connect.data.Decimal',
+      precision,
+      'connect.version': 1,
       'connect.parameters': { scale: String(scale), 'connect.decimal.precision': String(precision) },
+      'connect.name': 'org.apache.kafka.connect.data.Decimal',
+      logicalType: 'decimal',
     },
     convert: (text) => {
       if (isNumericSpecial(text)) {
@@ -305,61 +335,81 @@ function byteaPlan(o: ResolvedAvroOptions): Plan {
   }
 }
 
-/**
- * time, timestamp, timestamptz. 'micros' is lossless. 'millis' floors to the millisecond (toward
- * −∞, so a BC instant stays inside its millisecond); the ±infinity sentinels stay long max/min.
- */
-function timePlan(name: 'time' | 'timestamp' | 'timestamptz', precision: TimePrecision): Plan {
-  if (precision === 'micros') {
+/** Debezium's semantic type: connect.version 1 and connect.name, in AvroData's property order. */
+function semantic(type: string, name: string, extra: Record<string, unknown> = {}): AvroSchemaObject {
+  return { type, 'connect.version': 1, ...extra, 'connect.name': name };
+}
+
+/** Declared fractional-second precision of time/timestamp(tz) (atttypmod); -1 means 6. */
+function temporalPrecision(typeMod: number): number {
+  return typeMod >= 0 && typeMod <= 6 ? typeMod : 6;
+}
+
+function inMillis(kind: 'time' | 'timestamp', p: number, precision: TimePrecision): boolean {
+  switch (precision) {
+    case 'millis':
+      return true;
+    case 'micros':
+      return false;
+    case 'adaptive_time_microseconds':
+      return kind === 'timestamp' && p <= 3;
+    default:
+      return p <= 3;
+  }
+}
+
+/** date, time, timestamp, timestamptz, timetz in the configured type mode. */
+function temporalPlan(
+  name: 'date' | 'time' | 'timestamp' | 'timestamptz' | 'timetz',
+  typeMod: number,
+  o: ResolvedAvroOptions,
+): Plan {
+  const p = temporalPrecision(typeMod);
+  const plan = (schema: AvroSchema, convert: Converter): Plan => ({ schema, convert, toast: 'none' });
+  if (o.typeMode === 'debezium') {
     switch (name) {
+      case 'date':
+        return plan(semantic('int', 'io.debezium.time.Date'), debeziumDate);
       case 'time':
-        return {
-          schema: { type: 'long', logicalType: 'time-micros', 'connect.name': 'io.debezium.time.MicroTime' },
-          convert: parseTime,
-          toast: 'none',
-        };
+        return inMillis('time', p, o.timePrecision)
+          ? plan(semantic('int', 'io.debezium.time.Time'), debeziumTime)
+          : plan(semantic('long', 'io.debezium.time.MicroTime'), parseTime);
       case 'timestamp':
+        return inMillis('timestamp', p, o.timePrecision)
+          ? plan(semantic('long', 'io.debezium.time.Timestamp'), debeziumTimestamp)
+          : plan(semantic('long', 'io.debezium.time.MicroTimestamp'), debeziumMicroTimestamp);
+      case 'timestamptz':
         return {
-          schema: {
-            type: 'long',
-            logicalType: 'local-timestamp-micros',
-            'connect.name': 'io.debezium.time.MicroTimestamp',
-          },
-          convert: parseTimestamp,
-          toast: 'none',
+          schema: semantic('string', 'io.debezium.time.ZonedTimestamp'),
+          convert: (text) => zonedTimestamp(text, p),
+          toast: 'string',
         };
       default:
         return {
-          schema: { type: 'long', logicalType: 'timestamp-micros' },
-          convert: parseTimestamptz,
-          toast: 'none',
+          schema: semantic('string', 'io.debezium.time.ZonedTime'),
+          convert: zonedTime,
+          toast: 'string',
         };
     }
   }
   switch (name) {
+    case 'date':
+      return plan({ type: 'int', logicalType: 'date' }, avroDate);
     case 'time':
-      return {
-        // 24:00:00 is 86 400 000 ms: fits an int.
-        schema: { type: 'int', logicalType: 'time-millis', 'connect.name': 'io.debezium.time.Time' },
-        convert: (text) => Number(parseTime(text) / 1000n),
-        toast: 'none',
-      };
+      return inMillis('time', p, o.timePrecision)
+        ? plan({ type: 'int', logicalType: 'time-millis' }, avroTimeMillis)
+        : plan({ type: 'long', logicalType: 'time-micros' }, avroTimeMicros);
     case 'timestamp':
-      return {
-        schema: {
-          type: 'long',
-          logicalType: 'local-timestamp-millis',
-          'connect.name': 'io.debezium.time.Timestamp',
-        },
-        convert: (text) => microsToMillis(parseTimestamp(text)),
-        toast: 'none',
-      };
+      return inMillis('timestamp', p, o.timePrecision)
+        ? plan({ type: 'long', logicalType: 'local-timestamp-millis' }, avroLocalTimestampMillis)
+        : plan({ type: 'long', logicalType: 'local-timestamp-micros' }, avroLocalTimestampMicros);
+    case 'timestamptz':
+      return inMillis('timestamp', p, o.timePrecision)
+        ? plan({ type: 'long', logicalType: 'timestamp-millis' }, avroTimestampMillis)
+        : plan({ type: 'long', logicalType: 'timestamp-micros' }, avroTimestampMicros);
     default:
-      return {
-        schema: { type: 'long', logicalType: 'timestamp-millis' },
-        convert: (text) => microsToMillis(parseTimestamptz(text)),
-        toast: 'none',
-      };
+      // Avro has no zoned time: PostgreSQL's text with its offset, lossless.
+      return STRING;
   }
 }
 
@@ -375,6 +425,8 @@ function basePlan(
     case 'bool':
       return { schema: 'boolean', convert: parseBool, toast: 'none' };
     case 'int2':
+      // connect.type int16: Connect's AvroData reads it back as INT16 (a smallint column in sinks).
+      return { schema: { type: 'int', 'connect.type': 'int16' }, convert: parseInt32, toast: 'none' };
     case 'int4':
       return { schema: 'int', convert: parseInt32, toast: 'none' };
     case 'int8':
@@ -389,26 +441,27 @@ function basePlan(
     case 'bytea':
       return byteaPlan(o);
     case 'date':
-      return {
-        schema: { type: 'int', logicalType: 'date', 'connect.name': 'io.debezium.time.Date' },
-        convert: parseDate,
-        toast: 'none',
-      };
     case 'time':
     case 'timestamp':
     case 'timestamptz':
-      return timePlan(info.name, o.timePrecision);
     case 'timetz':
-      return stringWith({ 'connect.name': 'io.debezium.time.ZonedTime' });
+      return temporalPlan(info.name, typeMod, o);
     case 'interval':
-      return stringWith({ 'connect.name': 'io.debezium.time.Interval' }, intervalToIso);
+      // Debezium's interval.handling.mode=string.
+      return {
+        schema: semantic('string', 'io.debezium.time.Interval'),
+        convert: intervalToIso,
+        toast: 'string',
+      };
     case 'uuid':
-      return stringWith({ logicalType: 'uuid', 'connect.name': 'io.debezium.data.Uuid' });
+      return o.typeMode === 'avro'
+        ? stringWith({ logicalType: 'uuid', 'connect.version': 1, 'connect.name': 'io.debezium.data.Uuid' })
+        : { schema: semantic('string', 'io.debezium.data.Uuid'), convert: identity, toast: 'string' };
     case 'json':
     case 'jsonb':
-      return stringWith({ 'connect.name': 'io.debezium.data.Json' });
+      return { schema: semantic('string', 'io.debezium.data.Json'), convert: identity, toast: 'string' };
     case 'xml':
-      return stringWith({ 'connect.name': 'io.debezium.data.Xml' });
+      return { schema: semantic('string', 'io.debezium.data.Xml'), convert: identity, toast: 'string' };
     default:
       // text, varchar, bpchar, char, name, and every type without a dedicated mapping (inet, cidr,
       // macaddr, money, bit, tsvector, point, ...): the text form, unchanged.
@@ -475,10 +528,13 @@ function plan(
         depth + 1,
       );
     case 'enum':
-      return stringWith({
-        'connect.name': 'io.debezium.data.Enum',
-        'connect.parameters': { allowed: (info.enumLabels ?? []).join(',') },
-      });
+      return {
+        schema: semantic('string', 'io.debezium.data.Enum', {
+          'connect.parameters': { allowed: (info.enumLabels ?? []).join(',') },
+        }),
+        convert: identity,
+        toast: 'string',
+      };
     case 'array':
       return arrayPlan(info, typeMod, o, where, depth);
     default:

@@ -14,6 +14,12 @@ export interface Column {
   isKey: boolean;
   /** Declared NOT NULL, when known (catalog lookup); pgoutput does not carry it, so it may be undefined. */
   notNull?: boolean;
+  /**
+   * The column's constant default in PostgreSQL's text output format (what `SELECT` of the
+   * default prints), when the catalog has one; undefined for no default or a non-constant one
+   * (`now()`, a sequence). It becomes the Avro field default.
+   */
+  defaultText?: string;
 }
 
 /** A table shape, as described by a pgoutput Relation message or by the catalog at snapshot time. */
@@ -44,8 +50,13 @@ export type Row = ColumnValue[];
 
 export type Op = 'r' | 'c' | 'u' | 'd' | 't';
 
-/** Debezium's source.snapshot field: 'true' for snapshot rows, 'last' for the final one, 'false' when streaming. */
-export type SnapshotMarker = 'true' | 'last' | 'false';
+/**
+ * Debezium's source.snapshot field: 'first' for the snapshot's first row, 'first_in_data_collection'
+ * / 'last_in_data_collection' for each table's first and last, 'last' for the final one, 'true' for
+ * the others; 'false' when streaming.
+ */
+export type SnapshotMarker =
+  'true' | 'first' | 'first_in_data_collection' | 'last_in_data_collection' | 'last' | 'false';
 
 export interface ChangeEvent {
   op: Op;
@@ -70,4 +81,11 @@ export interface ChangeEvent {
   /** Position of the change inside its transaction; with `lsn` a total order and idempotency key. */
   seq: number;
   snapshot: SnapshotMarker;
+  /**
+   * Set on the two halves of a primary-key change (a delete of the old key, a create of the new):
+   * the delete carries the new row as `newKeyRow`, the create the old row as `oldKeyRow`, so the
+   * records get Debezium's `__debezium.newkey` / `__debezium.oldkey` headers.
+   */
+  newKeyRow?: Row;
+  oldKeyRow?: Row;
 }

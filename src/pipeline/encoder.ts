@@ -1,8 +1,9 @@
 // Change event → Kafka records: the per-table topic, the Avro key and Debezium envelope in the
 // Confluent wire format, and the tombstone after a delete. Schemas are compiled once per relation
 // shape and registered under <topic>-key / <topic>-value (TopicNameStrategy).
-import type { ChangeEvent, Relation } from '../change/event.ts';
+import type { ChangeEvent, Relation, Row } from '../change/event.ts';
 import { compileRelation, envelopeValue, toAvroKey, type CompiledRelation } from '../avro/envelope.ts';
+import { isPgcdc010Schema, upgradeError } from '../avro/upgrade.ts';
 import { describeSchemaChange } from '../avro/diff.ts';
 import { UserError } from '../errors.ts';
 import type { OutRecord } from '../kafka/batcher.ts';
@@ -62,7 +63,11 @@ export class Encoder {
     const keyBytes =
       key && p.keyId !== null ? confluentFrame(p.keyId, p.compiled.keyType!.toBuffer(key)) : null;
     const value = confluentFrame(p.valueId, p.compiled.valueType.toBuffer(envelopeValue(event, p.compiled)));
-    const out: OutRecord[] = [{ topic: p.topic, key: keyBytes, value }];
+    const record: OutRecord = { topic: p.topic, key: keyBytes, value };
+    // Debezium's primary-key change headers: the delete names the new key, the create the old one.
+    if (event.newKeyRow) record.headers = { '__debezium.newkey': keyJson(event, event.newKeyRow, p) };
+    if (event.oldKeyRow) record.headers = { '__debezium.oldkey': keyJson(event, event.oldKeyRow, p) };
+    const out: OutRecord[] = [record];
     if (event.op === 'd' && keyBytes && this.#s.topics.tombstonesOnDelete) {
       out.push({ topic: p.topic, key: keyBytes, value: null });
     }
@@ -79,8 +84,9 @@ export class Encoder {
     return p;
   }
 
-  async #build(relation: Relation): Promise<Prepared> {
+  async #build(original: Relation): Promise<Prepared> {
     const s = this.#s;
+    const relation = await this.#withDefaults(original);
     const compiled = compileRelation(relation, {
       topicPrefix: s.topics.prefix,
       typeLookup: this.#types.lookup,
@@ -102,6 +108,22 @@ export class Encoder {
     return { compiled, topic, keyId, valueId };
   }
 
+  /**
+   * The relation with its columns' constant defaults (pgoutput's Relation message has none), read
+   * from the catalog for the snapshot and the stream alike so both register the same schema.
+   */
+  async #withDefaults(relation: Relation): Promise<Relation> {
+    const defaults = await this.#types.columnDefaults(relation.oid);
+    if (defaults.size === 0) return relation;
+    return {
+      ...relation,
+      columns: relation.columns.map((c) => {
+        const d = defaults.get(c.name);
+        return d === undefined ? c : { ...c, defaultText: d };
+      }),
+    };
+  }
+
   async #register(
     relation: Relation,
     subject: string,
@@ -113,6 +135,11 @@ export class Encoder {
       return await this.#registry.register(subject, text);
     } catch (err) {
       if (!(err instanceof IncompatibleSchemaError)) throw err;
+      // A subject registered by pgcdc 0.1.0 (other temporal encodings): say so and how to upgrade.
+      const latest = await this.#registry.latestSchema(subject).catch(() => null);
+      if (latest && isPgcdc010Schema(latest)) {
+        throw upgradeError(subject, this.#s.topics.prefix, noneCommand(this.#registry.url, subject));
+      }
       throw await this.#incompatible(relation, subject, schema, kind, err);
     }
   }
@@ -153,6 +180,17 @@ export class Encoder {
         `see docs/schema-evolution.md`,
     );
   }
+}
+
+/** A key as JSON text (longs as exact numbers, bytes as hex), for the key-change headers. */
+function keyJson(event: ChangeEvent, row: Row, p: Prepared): string {
+  const key = toAvroKey(event.relation, row, p.compiled);
+  return JSON.stringify(key, function (this: Record<string, unknown>, k: string, v: unknown) {
+    const raw = this[k]; // before Buffer's own toJSON ran
+    if (Buffer.isBuffer(raw)) return raw.toString('hex');
+    if (typeof v === 'bigint') return Number.isSafeInteger(Number(v)) ? Number(v) : String(v);
+    return v;
+  });
 }
 
 /**

@@ -87,4 +87,32 @@ export class TypeCatalog {
     };
     for (const oid of rows.keys()) build(oid);
   }
+
+  /**
+   * Constant column defaults of a table, by column name, in PostgreSQL's text output format (the
+   * session's DateStyle ISO, TimeZone UTC, IntervalStyle iso_8601). A default counts as constant
+   * when its expression is a literal with casts (`7`, `'x'::text`, `'2024-01-01'::date`); anything
+   * else (`now()`, `nextval(...)`, generated columns) has none, as in Debezium.
+   */
+  async columnDefaults(relationOid: number): Promise<Map<string, string>> {
+    const { rows } = await this.#client.query<{ attname: string; expr: string }>(
+      `SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) AS expr
+         FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''`,
+      [relationOid],
+    );
+    const out = new Map<string, string>();
+    for (const r of rows) {
+      if (!CONSTANT_DEFAULT.test(r.expr)) continue;
+      // Evaluating a literal with casts has no side effects; ::text gives the type's output form.
+      const { rows: v } = await this.#client.query<{ v: string | null }>(`SELECT (${r.expr})::text AS v`);
+      const text = v[0]?.v;
+      if (typeof text === 'string') out.set(r.attname, text);
+    }
+    return out;
+  }
 }
+
+/** A literal (quoted string, number, boolean), optionally parenthesised and followed by casts. */
+const CONSTANT_DEFAULT =
+  /^\(*(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?(?:e[+-]?\d+)?|true|false)\)*(?:::(?:"[^"]+"|[a-z_][a-z0-9_ .]*(?:\([0-9, ]+\))?(?:\[\])*))*\)*$/i;

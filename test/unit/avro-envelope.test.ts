@@ -105,8 +105,9 @@ test('schemas: names, key, nullable value fields with defaults, envelope shape',
   const fields = env.fields as Array<{ name: string; type: unknown; default?: unknown }>;
   assert.deepEqual(
     fields.map((f) => f.name),
-    ['before', 'after', 'source', 'op', 'ts_ms', 'transaction'],
+    ['before', 'after', 'source', 'op', 'ts_ms', 'ts_us', 'ts_ns', 'transaction'],
   );
+  assert.equal(env['connect.version'], 2, "Debezium's Envelope schema version");
   const before = (fields[0]?.type as unknown[])[1] as {
     name: string;
     fields: Array<Record<string, unknown>>;
@@ -153,6 +154,8 @@ test('schemas: names, key, nullable value fields with defaults, envelope shape',
       'snapshot',
       'db',
       'sequence',
+      'ts_us',
+      'ts_ns',
       'schema',
       'table',
       'txId',
@@ -219,6 +222,8 @@ test('an envelope value encodes and decodes, values exact', () => {
   const decoded = compiled.valueType.fromBuffer(compiled.valueType.toBuffer(value)) as Decoded;
   assert.equal(decoded.op, 'u');
   assert.equal(decoded.ts_ms, 1_704_164_646_000n);
+  assert.equal((decoded as unknown as Rec).ts_us, 1_704_164_646_000_000n);
+  assert.equal((decoded as unknown as Rec).ts_ns, 1_704_164_646_000_000_000n);
   assert.equal(decoded.transaction, null);
   assert.deepEqual(
     { ...decoded.source },
@@ -230,6 +235,8 @@ test('an envelope value encodes and decodes, values exact', () => {
       snapshot: 'false',
       db: 'shop',
       sequence: `["${0x16b3800}","${0x16b3748}"]`,
+      ts_us: 1_704_164_645_123_456n,
+      ts_ns: 1_704_164_645_123_456_000n,
       schema: 'public',
       table: 'orders',
       txId: 4242n,
@@ -245,7 +252,7 @@ test('an envelope value encodes and decodes, values exact', () => {
   assert.deepEqual(after.tags, ['x', 'y,z', null]);
   assert.deepEqual(after.blobs, [Buffer.from([1])]);
   assert.equal(after.doc, '{"k": 1}');
-  assert.equal(after.created, 1_704_164_645_123_456n);
+  assert.equal(after.created, '2024-01-02T03:04:05.123456Z');
   assert.equal(after.day, 19724);
   assert.equal(after.mood, 'happy');
   assert.ok(Number.isNaN(after.ratio as number));
@@ -303,9 +310,9 @@ test('unchanged TOAST: placeholder per type, null and reported where not represe
   assert.deepEqual(out.data, Buffer.from('__unavailable'));
   assert.deepEqual(out.tags, ['__unavailable']);
   assert.deepEqual(out.blobs, [Buffer.from('__unavailable')]);
-  for (const name of ['amount', 'qty', 'created', 'day', 'ratio']) assert.equal(out[name], null, name);
-  assert.deepEqual(reported, ['amount', 'qty', 'created', 'day', 'ratio']);
-  assert.equal(compiled.toastNulls, 5);
+  for (const name of ['amount', 'qty', 'day', 'ratio']) assert.equal(out[name], null, name);
+  assert.deepEqual(reported, ['amount', 'qty', 'day', 'ratio']);
+  assert.equal(compiled.toastNulls, 4);
   // Still a valid Value: the whole envelope encodes.
   const event: ChangeEvent = {
     op: 'u',
@@ -347,4 +354,115 @@ test('a numeric NaN in a decimal column fails the event, naming the column', () 
   const bad = [...row];
   bad[2] = 'NaN';
   assert.throws(() => toAvroRow(rel, bad, compiled), /public\.orders\.amount: numeric value NaN/);
+});
+
+test('constant column defaults become field defaults, as Connect AvroData writes them', () => {
+  const rel: Relation = {
+    ...relation(),
+    columns: [
+      c('id', 20, -1, true),
+      { ...c('flag', 23), defaultText: '7' },
+      { ...c('label', 25), defaultText: "it's" },
+      { ...c('day', 1082), defaultText: '2024-01-02' },
+      { ...c('ratio', 701), defaultText: 'NaN' },
+      { ...c('tags', 1009), defaultText: '{a}' },
+      { ...c('small', 21), defaultText: '-3' },
+    ],
+  };
+  const s = buildSchemas(rel, opts);
+  const env = s.value.fields as Array<{ type: unknown }>;
+  const value = (env[0]!.type as unknown[])[1] as { fields: Array<Record<string, unknown>> };
+  const byName = Object.fromEntries(value.fields.map((f) => [f.name, f]));
+  assert.deepEqual(byName.flag, {
+    name: 'flag',
+    type: [{ type: 'int', 'connect.default': 7 }, 'null'],
+    default: 7,
+  });
+  assert.deepEqual(byName.label, {
+    name: 'label',
+    type: [{ type: 'string', 'connect.default': "it's" }, 'null'],
+    default: "it's",
+  });
+  assert.deepEqual(byName.day, {
+    name: 'day',
+    type: [
+      {
+        type: 'int',
+        'connect.version': 1,
+        'connect.default': 19724,
+        'connect.name': 'io.debezium.time.Date',
+      },
+      'null',
+    ],
+    default: 19724,
+  });
+  assert.deepEqual(byName.small, {
+    name: 'small',
+    type: [{ type: 'int', 'connect.default': -3, 'connect.type': 'int16' }, 'null'],
+    default: -3,
+  });
+  // Not representable in JSON (NaN) or not supported (arrays): no default rather than a wrong one.
+  assert.deepEqual(byName.ratio, { name: 'ratio', type: ['null', 'double'], default: null });
+  assert.deepEqual(byName.tags?.default, null);
+  // Plain Avro accepts the defaults (a union's default is its first branch's).
+  assert.doesNotThrow(() => avsc.Type.forSchema(s.value as avsc.Schema));
+  const plain = buildSchemas(rel, { ...opts, options: { typeMode: 'avro' } });
+  const pv = ((plain.value.fields as Array<{ type: unknown }>)[0]!.type as unknown[])[1] as {
+    fields: Array<Record<string, unknown>>;
+  };
+  assert.deepEqual(pv.fields[3], {
+    name: 'day',
+    type: [{ type: 'int', logicalType: 'date' }, 'null'],
+    default: 19724,
+  });
+  // A reader of the new schema fills a record written before the column existed with the default.
+  const compiled = compileRelation(rel, opts);
+  const old = compileRelation({ ...rel, columns: rel.columns.slice(0, 1) }, opts);
+  const ev = (r: Relation): ChangeEvent => ({
+    op: 'c',
+    relation: r,
+    before: null,
+    after: r.columns.map(() => '1'),
+    xid: 1,
+    lsn: 1n,
+    commitLsn: 1n,
+    commitTimeMicros: 0n,
+    seq: 0,
+    snapshot: 'false',
+  });
+  const buf = old.valueType.toBuffer(envelopeValue(ev(old.relation), old));
+  const resolver = compiled.valueType.createResolver(old.valueType);
+  const read = compiled.valueType.fromBuffer(buf, resolver) as Decoded;
+  assert.equal(read.after.flag, 7);
+  assert.equal(read.after.label, "it's");
+});
+
+test('source.snapshot carries every Debezium 3.x value', () => {
+  const rel = relation();
+  const compiled = compileRelation(rel, opts);
+  for (const snapshot of [
+    'first',
+    'first_in_data_collection',
+    'true',
+    'last_in_data_collection',
+    'last',
+  ] as const) {
+    const v = envelopeValue(
+      {
+        relation: rel,
+        lsn: 1n,
+        commitLsn: 1n,
+        commitTimeMicros: 0n,
+        seq: 0,
+        op: 'r',
+        before: null,
+        after: row,
+        xid: null,
+        snapshot,
+      },
+      compiled,
+    );
+    const d = compiled.valueType.fromBuffer(compiled.valueType.toBuffer(v)) as Decoded;
+    assert.equal(d.source.snapshot, snapshot);
+  }
 });

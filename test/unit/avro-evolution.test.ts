@@ -2,7 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Relation } from '../../src/change/event.ts';
-import { buildSchemas, planColumn, builtinTypeLookup, type AvroSchemaObject } from '../../src/avro/index.ts';
+import {
+  buildSchemas,
+  planColumn,
+  builtinTypeLookup,
+  type AvroOptions,
+  type AvroSchemaObject,
+} from '../../src/avro/index.ts';
 import { describeSchemaChange } from '../../src/avro/diff.ts';
 import { microsToMillis } from '../../src/avro/values.ts';
 import { noneCommand } from '../../src/pipeline/encoder.ts';
@@ -43,30 +49,27 @@ test('describeSchemaChange names the column and the change', () => {
   assert.deepEqual(describeSchemaChange(v1.key, k2.key, 'key'), ['key columns (id) → (id, k)']);
 });
 
-test('timePrecision millis: time-millis int, timestamp-millis longs, floored; infinity kept', () => {
-  const plan = (oid: number) =>
-    planColumn({ name: 'c', typeOid: oid, typeMod: -1, isKey: false }, builtinTypeLookup(oid), {
-      timePrecision: 'millis',
-    });
+test('timePrecision millis: Time int and Timestamp longs, floored; Debezium infinity sentinels', () => {
+  const plan = (oid: number, options: AvroOptions = { timePrecision: 'millis' }) =>
+    planColumn({ name: 'c', typeOid: oid, typeMod: -1, isKey: false }, builtinTypeLookup(oid), options);
   assert.deepEqual(plan(1083).schema, {
     type: 'int',
-    logicalType: 'time-millis',
+    'connect.version': 1,
     'connect.name': 'io.debezium.time.Time',
   });
   assert.equal(plan(1083).convert('23:59:59.999999'), 86_399_999);
-  assert.equal((plan(1114).schema as AvroSchemaObject).logicalType, 'local-timestamp-millis');
+  assert.equal((plan(1114).schema as AvroSchemaObject)['connect.name'], 'io.debezium.time.Timestamp');
   assert.equal(plan(1114).convert('1969-12-31 23:59:59.999999'), -1n, 'floored, not truncated toward 0');
-  assert.equal(plan(1184).convert('1970-01-01 00:00:00.001999+00'), 1n);
-  assert.equal(plan(1184).convert('infinity'), 9223372036854775807n);
+  assert.equal(plan(1114).convert('infinity'), 9223372036825200n);
+  const avroMillis = { timePrecision: 'millis', typeMode: 'avro' } as const;
+  assert.equal(plan(1184, avroMillis).convert('1970-01-01 00:00:00.001999+00'), 1n);
+  assert.equal((plan(1184, avroMillis).schema as AvroSchemaObject).logicalType, 'timestamp-millis');
   assert.equal(microsToMillis(-1000n), -1n);
   assert.equal(microsToMillis(-1001n), -2n);
   assert.equal(
-    (
-      planColumn({ name: 'c', typeOid: 1083, typeMod: -1, isKey: false }, builtinTypeLookup(1083))
-        .schema as AvroSchemaObject
-    ).logicalType,
-    'time-micros',
-    'micros by default',
+    (plan(1083, {}).schema as AvroSchemaObject)['connect.name'],
+    'io.debezium.time.MicroTime',
+    'adaptive by default: time without a declared precision is microseconds',
   );
 });
 

@@ -11,7 +11,7 @@ import {
   type PgTypeInfo,
 } from '../../src/avro/types.ts';
 import { avroTypeForSchema } from '../../src/avro/envelope.ts';
-import { decimalBytesToText } from '../../src/avro/values.ts';
+import { daysFromCivil, decimalBytesToText } from '../../src/avro/values.ts';
 
 const numericMod = (p: number, s: number): number => ((p << 16) | (s & 0x7ff)) + 4;
 const col = (typeOid: number, typeMod = -1, name = 'c'): Column => ({ name, typeOid, typeMod, isKey: false });
@@ -61,7 +61,7 @@ test('type mapping table', () => {
   const t = (oid: number, typeMod = -1, options?: AvroOptions): unknown =>
     avroTypeFor(col(oid, typeMod), builtin(oid), options);
   assert.equal(t(16), 'boolean');
-  assert.equal(t(21), 'int');
+  assert.deepEqual(t(21), { type: 'int', 'connect.type': 'int16' });
   assert.equal(t(23), 'int');
   assert.equal(t(20), 'long');
   assert.equal(t(26), 'long');
@@ -70,28 +70,49 @@ test('type mapping table', () => {
   for (const oid of [18, 19, 25, 1042, 1043]) assert.equal(t(oid), 'string');
   assert.equal(t(17), 'bytes');
   assert.equal(t(17, -1, { binaryHandling: 'hex' }), 'string');
-  assert.deepEqual(t(1082), { type: 'int', logicalType: 'date', 'connect.name': 'io.debezium.time.Date' });
-  assert.deepEqual(t(1083), {
-    type: 'long',
-    logicalType: 'time-micros',
-    'connect.name': 'io.debezium.time.MicroTime',
+  // Debezium mode (the default): Connect semantic types, no Avro logical type on temporal fields
+  // (AvroData would turn logicalType date into Connect's own Date and refuse io.debezium.time.Date).
+  const dbz = (type: string, name: string) => ({ type, 'connect.version': 1, 'connect.name': name });
+  assert.deepEqual(t(1082), dbz('int', 'io.debezium.time.Date'));
+  assert.deepEqual(t(1083), dbz('long', 'io.debezium.time.MicroTime'));
+  assert.deepEqual(t(1083, 3), dbz('int', 'io.debezium.time.Time'));
+  assert.deepEqual(
+    t(1083, 3, { timePrecision: 'adaptive_time_microseconds' }),
+    dbz('long', 'io.debezium.time.MicroTime'),
+  );
+  assert.deepEqual(t(1114), dbz('long', 'io.debezium.time.MicroTimestamp'));
+  assert.deepEqual(t(1114, 0), dbz('long', 'io.debezium.time.Timestamp'));
+  assert.deepEqual(t(1114, 4), dbz('long', 'io.debezium.time.MicroTimestamp'));
+  assert.deepEqual(t(1114, 6, { timePrecision: 'millis' }), dbz('long', 'io.debezium.time.Timestamp'));
+  assert.deepEqual(t(1114, 0, { timePrecision: 'micros' }), dbz('long', 'io.debezium.time.MicroTimestamp'));
+  assert.deepEqual(t(1184), dbz('string', 'io.debezium.time.ZonedTimestamp'));
+  assert.deepEqual(t(1266), dbz('string', 'io.debezium.time.ZonedTime'));
+  assert.deepEqual(t(1186), dbz('string', 'io.debezium.time.Interval'));
+  assert.deepEqual(t(2950), dbz('string', 'io.debezium.data.Uuid'));
+  assert.deepEqual(t(3802), dbz('string', 'io.debezium.data.Json'));
+  assert.deepEqual(t(114), dbz('string', 'io.debezium.data.Json'));
+  assert.deepEqual(t(142), dbz('string', 'io.debezium.data.Xml'));
+  // Avro mode: the specification's logical types.
+  const avro = { typeMode: 'avro' } as const;
+  assert.deepEqual(t(1082, -1, avro), { type: 'int', logicalType: 'date' });
+  assert.deepEqual(t(1083, -1, avro), { type: 'long', logicalType: 'time-micros' });
+  assert.deepEqual(t(1083, 2, avro), { type: 'int', logicalType: 'time-millis' });
+  assert.deepEqual(t(1114, -1, avro), { type: 'long', logicalType: 'local-timestamp-micros' });
+  assert.deepEqual(t(1114, 3, avro), { type: 'long', logicalType: 'local-timestamp-millis' });
+  assert.deepEqual(t(1184, -1, avro), { type: 'long', logicalType: 'timestamp-micros' });
+  assert.deepEqual(t(1184, 1, avro), { type: 'long', logicalType: 'timestamp-millis' });
+  assert.equal(t(1266, -1, avro), 'string');
+  assert.deepEqual(t(2950, -1, avro), {
+    type: 'string',
+    logicalType: 'uuid',
+    'connect.version': 1,
+    'connect.name': 'io.debezium.data.Uuid',
   });
-  assert.deepEqual(t(1114), {
-    type: 'long',
-    logicalType: 'local-timestamp-micros',
-    'connect.name': 'io.debezium.time.MicroTimestamp',
-  });
-  assert.deepEqual(t(1184), { type: 'long', logicalType: 'timestamp-micros' });
-  assert.equal((t(1266) as { type: string }).type, 'string');
-  assert.equal((t(1186) as { type: string }).type, 'string');
-  assert.deepEqual(t(2950), { type: 'string', logicalType: 'uuid', 'connect.name': 'io.debezium.data.Uuid' });
-  assert.deepEqual(t(3802), { type: 'string', 'connect.name': 'io.debezium.data.Json' });
-  assert.deepEqual(t(114), { type: 'string', 'connect.name': 'io.debezium.data.Json' });
-  assert.deepEqual(t(142), { type: 'string', 'connect.name': 'io.debezium.data.Xml' });
   assert.equal(t(790), 'string'); // money: text form
   assert.equal(t(869), 'string'); // inet
   assert.equal(t(3904), 'string'); // int4range
   assert.deepEqual(t(1007), { type: 'array', items: ['null', 'int'] });
+  assert.deepEqual(t(1005), { type: 'array', items: ['null', { type: 'int', 'connect.type': 'int16' }] });
   assert.deepEqual(t(1007, -1, { arrayHandling: 'string' }), 'string');
 });
 
@@ -182,7 +203,11 @@ test('floats, bools, strings', () => {
     roundTrip(2950, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'),
     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
   );
-  assert.equal(roundTrip(1266, '04:05:06.789+05:30'), '04:05:06.789+05:30');
+  assert.equal(roundTrip(1266, '04:05:06.789+05:30'), '22:35:06.789Z');
+  assert.equal(roundTrip(1266, '00:00:00-08'), '08:00:00Z');
+  assert.equal(roundTrip(1266, '24:00:00+00'), '24:00:00Z');
+  assert.equal(roundTrip(1266, '23:59:59.5-00:30:15'), '00:30:14.5Z');
+  assert.equal(roundTrip(1266, '04:05:06.789+05:30', -1, { typeMode: 'avro' }), '04:05:06.789+05:30');
   assert.equal(roundTrip(1186, 'P1Y2M3DT4H5M6.789S'), 'P1Y2M3DT4H5M6.789S');
   assert.equal(roundTrip(1186, '1 year 2 mons'), 'P1Y2M');
 });
@@ -193,15 +218,43 @@ test('bytea: bytes, base64, hex', () => {
   assert.equal(roundTrip(17, '\\x0102ff', -1, { binaryHandling: 'hex' }), '0102ff');
 });
 
-test('dates and times through Avro', () => {
+test('dates and times through Avro: Debezium mode', () => {
   assert.equal(roundTrip(1082, '2024-01-02'), 19724);
-  assert.equal(roundTrip(1082, 'infinity'), 2147483647);
-  assert.equal(roundTrip(1082, '-infinity'), -2147483648);
+  assert.equal(roundTrip(1082, '0044-03-15 BC'), daysFromCivil(-43, 3, 15));
+  // Debezium's sentinels: pgjdbc's infinity LocalDates (-5877611-06-21 / -22) as epoch days.
+  assert.equal(roundTrip(1082, 'infinity'), -2147472692);
+  assert.equal(roundTrip(1082, '-infinity'), -2147472691);
   assert.equal(roundTrip(1083, '24:00:00'), 86_400_000_000n);
+  assert.equal(roundTrip(1083, '12:34:56.789', 3), 45_296_789);
   assert.equal(roundTrip(1114, '2024-01-02 03:04:05.123456'), 1704164645123456n);
-  assert.equal(roundTrip(1114, 'infinity'), 9223372036854775807n);
-  assert.equal(roundTrip(1184, '-infinity'), -9223372036854775808n);
-  assert.equal(roundTrip(1184, '2024-01-02 08:34:05.123456+05:30'), 1704164645123456n);
+  assert.equal(roundTrip(1114, '2024-01-02 03:04:05.123', 3), 1704164645123n);
+  assert.equal(roundTrip(1114, '1969-12-31 23:59:59.9995', 4, { timePrecision: 'millis' }), -1n);
+  assert.equal(roundTrip(1114, 'infinity'), 9223372036825200000n);
+  assert.equal(roundTrip(1114, '-infinity'), -9223372036832400000n);
+  assert.equal(roundTrip(1114, 'infinity', 0), 9223372036825200n);
+  assert.equal(roundTrip(1184, '-infinity'), '-infinity');
+  assert.equal(roundTrip(1184, 'infinity'), 'infinity');
+  assert.equal(roundTrip(1184, '2024-01-02 08:34:05.123456+05:30'), '2024-01-02T03:04:05.123456Z');
+  assert.equal(roundTrip(1184, '2024-01-02 08:34:05.1+05:30'), '2024-01-02T03:04:05.100000Z');
+  assert.equal(roundTrip(1184, '2024-01-02 08:34:05.12+05:30', 2), '2024-01-02T03:04:05.12Z');
+  assert.equal(roundTrip(1184, '2024-01-02 08:34:05+05:30', 0), '2024-01-02T03:04:05Z');
+  assert.equal(roundTrip(1184, '0044-03-15 12:00:00+00 BC'), '-0043-03-15T12:00:00.000000Z');
+  assert.equal(roundTrip(1184, '10000-01-01 00:00:00+00'), '+10000-01-01T00:00:00.000000Z');
+  assert.equal(roundTrip(1184, '1969-12-31 23:59:59.999999+00'), '1969-12-31T23:59:59.999999Z');
+});
+
+test('dates and times through Avro: Avro mode clamps to what standard readers represent', () => {
+  const avro = { typeMode: 'avro' } as const;
+  assert.equal(roundTrip(1082, '2024-01-02', -1, avro), 19724);
+  assert.equal(roundTrip(1082, 'infinity', -1, avro), daysFromCivil(9999, 12, 31));
+  assert.equal(roundTrip(1082, '-infinity', -1, avro), daysFromCivil(1, 1, 1));
+  assert.equal(roundTrip(1082, '0044-03-15 BC', -1, avro), daysFromCivil(1, 1, 1));
+  assert.equal(roundTrip(1083, '24:00:00', -1, avro), 86_399_999_999n);
+  assert.equal(roundTrip(1083, '24:00:00', 3, avro), 86_399_999);
+  assert.equal(roundTrip(1114, 'infinity', -1, avro), 253402300799999999n);
+  assert.equal(roundTrip(1184, '-infinity', -1, avro), -62135596800000000n);
+  assert.equal(roundTrip(1184, '2024-01-02 08:34:05.123456+05:30', -1, avro), 1704164645123456n);
+  assert.equal(roundTrip(1184, '2024-01-02 08:34:05.123456+05:30', 3, avro), 1704164645123n);
 });
 
 test('arrays: NULL elements, quoting, escapes, bytea elements, multi-dim error', () => {
@@ -215,7 +268,7 @@ test('arrays: NULL elements, quoting, escapes, bytea elements, multi-dim error',
     'NULL',
   ]);
   assert.deepEqual(roundTrip(1001, '{"\\\\x0102",NULL}'), [Buffer.from([1, 2]), null]);
-  assert.deepEqual(roundTrip(1182, '{2024-01-02,infinity}'), [19724, 2147483647]);
+  assert.deepEqual(roundTrip(1182, '{2024-01-02,infinity}'), [19724, -2147472692]);
   assert.deepEqual(roundTrip(1009, '{}'), []);
   const dec = roundTrip(1231, '{1.50,-2.25}', numericMod(6, 2)) as Buffer[];
   assert.deepEqual(
@@ -240,8 +293,9 @@ test('enums, domains, citext, arrays of enums via a type lookup', () => {
   };
   assert.deepEqual(avroTypeFor(col(50001), mood), {
     type: 'string',
-    'connect.name': 'io.debezium.data.Enum',
+    'connect.version': 1,
     'connect.parameters': { allowed: 'sad,ok,happy' },
+    'connect.name': 'io.debezium.data.Enum',
   });
   assert.equal(roundTrip(50001, 'happy', -1, {}, mood), 'happy');
   const moods: PgTypeInfo = { oid: 50002, name: '_mood', schema: 'public', kind: 'array', elem: mood };
