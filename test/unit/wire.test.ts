@@ -57,6 +57,18 @@ describe('wire: XLogData', () => {
     assert.throws(() => parseXLogData(Buffer.from('w1234')), WireError);
     assert.throws(() => parseXLogData(Buffer.alloc(30)), WireError);
   });
+
+  it('every header shorter than 25 bytes is a WireError naming the frame (not a RangeError)', () => {
+    const full = encodeXLogData({ walStart: BIG, walEnd: BIG, sendTimeMicros: TS, data: Buffer.alloc(0) });
+    for (let n = 1; n < 25; n++) {
+      assert.throws(
+        () => parseServerCopyData(full.subarray(0, n)),
+        (e: Error) =>
+          e instanceof WireError && e.message === `XLogData truncated: ${n} bytes, header needs 25`,
+        `n=${n}`,
+      );
+    }
+  });
 });
 
 describe('wire: Primary keepalive', () => {
@@ -72,6 +84,23 @@ describe('wire: Primary keepalive', () => {
 
   it('wrong length', () => {
     assert.throws(() => parsePrimaryKeepalive(Buffer.from('k')), /expected 18/);
+  });
+
+  it('every frame shorter or longer than 18 bytes is a WireError naming the frame', () => {
+    const full = encodePrimaryKeepalive({ walEnd: BIG, sendTimeMicros: TS, replyRequested: true });
+    for (const frame of [
+      ...Array.from({ length: 17 }, (_, i) => full.subarray(0, i + 1)),
+      Buffer.concat([full, Buffer.of(0)]),
+    ]) {
+      assert.throws(
+        () => parseServerCopyData(frame),
+        (e: Error) =>
+          e instanceof WireError &&
+          e.message === `Primary keepalive has ${frame.length} bytes, expected 18` &&
+          (e as WireError).retriable === false,
+        `length ${frame.length}`,
+      );
+    }
   });
 });
 

@@ -28,8 +28,10 @@ export interface PrimaryKeepalive {
 
 export type ServerCopyMessage = XLogData | PrimaryKeepalive;
 
+/** A frame that does not follow the protocol: never retried, the same bytes would fail again. */
 export class WireError extends Error {
   override name = 'WireError';
+  readonly retriable = false;
 }
 
 const XLOG_DATA = 0x77; // 'w'
