@@ -459,6 +459,7 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       decimalHandling: v('avro.decimalHandling'),
       binaryHandling: v('avro.binaryHandling'),
       timePrecision: v('avro.timePrecision'),
+      typeMode: v('avro.typeMode'),
       arrayHandling: v('avro.arrayHandling'),
     },
     http: { port: v('http.port'), host: v('http.host') },

@@ -188,7 +188,10 @@ export const schema = {
       'After a delete event, also send a tombstone (null value) for log compaction.',
       true,
     ),
-    truncateEvents: bool("Emit TRUNCATE as an event with op 't'.", true),
+    truncateEvents: bool(
+      "Emit TRUNCATE as an event with op 't'. Off by default, as in Debezium: consumers such as Flink's debezium-avro-confluent format refuse op 't'.",
+      false,
+    ),
   },
   kafka: {
     brokers: list('Bootstrap brokers, host:port. A list, or comma-separated in env vars and flags.', null, {
@@ -265,10 +268,15 @@ export const schema = {
       ['bytes', 'base64', 'hex'],
       'bytes',
     ),
+    typeMode: oneOf(
+      "How column types are written: debezium (Kafka Connect semantic types as Debezium's connector writes them: io.debezium.time.*, connect.* properties; what Connect sinks and ksqlDB read) or avro (the Avro specification's logical types, for Avro readers, Spark, Iceberg; out-of-range values are clamped). See docs/types.md.",
+      ['debezium', 'avro'],
+      'debezium',
+    ),
     timePrecision: oneOf(
-      'Precision of time and timestamp values: micros (time-micros/timestamp-micros) or millis.',
-      ['micros', 'millis'],
-      'micros',
+      "Unit of time and timestamp values (Debezium's time.precision.mode): adaptive (by the column's precision: milliseconds for p <= 3, else microseconds), adaptive_time_microseconds (time always microseconds), micros, or millis (floored).",
+      ['adaptive', 'adaptive_time_microseconds', 'micros', 'millis'],
+      'adaptive',
     ),
     arrayHandling: oneOf(
       "Arrays as Avro arrays of nullable elements (one dimension), or as PostgreSQL's array text (any dimension).",

@@ -82,7 +82,8 @@ export interface PgcdcConfig {
     toastPlaceholder: string;
     decimalHandling: 'precise' | 'string' | 'double';
     binaryHandling: 'bytes' | 'base64' | 'hex';
-    timePrecision: 'micros' | 'millis';
+    timePrecision: 'adaptive' | 'adaptive_time_microseconds' | 'micros' | 'millis';
+    typeMode: 'debezium' | 'avro';
     arrayHandling: 'array' | 'string';
   };
   http: { port: number; host: string };

@@ -72,7 +72,7 @@ describe('loadConfig', () => {
     assert.equal(cfg.topics.prefix, 'orders');
     assert.equal(cfg.topics.replicationFactor, -1);
     assert.equal(cfg.topics.tombstonesOnDelete, true);
-    assert.equal(cfg.topics.truncateEvents, true);
+    assert.equal(cfg.topics.truncateEvents, false);
     assert.deepEqual(cfg.kafka.brokers, ['kafka1:9092', 'kafka2:9092']);
     assert.equal(cfg.kafka.clientId, 'pgcdc-orders');
     assert.equal(cfg.kafka.maxInFlightBytes, 64 * 1024 * 1024);
@@ -82,7 +82,8 @@ describe('loadConfig', () => {
     assert.equal(cfg.offsets.commitIntervalMs, 1000);
     assert.equal(cfg.offsets.statusIntervalMs, 10000);
     assert.equal(cfg.avro.toastPlaceholder, '__debezium_unavailable_value');
-    assert.equal(cfg.avro.timePrecision, 'micros');
+    assert.equal(cfg.avro.timePrecision, 'adaptive');
+    assert.equal(cfg.avro.typeMode, 'debezium');
     assert.deepEqual(cfg.http, { port: 8080, host: '0.0.0.0' });
     assert.deepEqual(cfg.log, { level: 'info', format: 'auto' });
     assert.equal(cfg.heartbeat.intervalMs, 0);
@@ -175,14 +176,14 @@ describe('loadConfig', () => {
         'x.yaml',
         '--postgres.port=6543',
         '--ssh.acceptUnknownHostKey',
-        '--no-topics.truncateEvents',
+        '--topics.truncateEvents',
         '--postgres.password',
         '1e3',
       ],
     });
     assert.equal(cfg.postgres.port, 6543);
     assert.equal(cfg.ssh.acceptUnknownHostKey, true);
-    assert.equal(cfg.topics.truncateEvents, false);
+    assert.equal(cfg.topics.truncateEvents, true);
     // convict's own argument parser (yargs-parser) would have turned this into "1000"
     assert.equal(cfg.postgres.password, '1e3');
     const err = configError(() => loadConfig({ file: file(MINIMAL), env: {}, args: ['--postgres.hots=x'] }));
