@@ -5,7 +5,8 @@ import { formatTableRef } from '../config/tables.ts';
 import { defaultPublicationName } from '../config/names.ts';
 import { connectForChecks, formatLine, prettyBytes } from '../postgres/preflight.ts';
 import { probePublication, probeServer, probeTables } from '../postgres/preflight/probe.ts';
-import { selectTables, tableKey, type TableFacts } from '../postgres/preflight/rules.ts';
+import { selectTables, tableKey } from '../capture/selection.ts';
+import type { TableFacts } from '../postgres/preflight/rules.ts';
 import { loadConfigForChecks } from './check.ts';
 
 export interface DiscoveredTable {

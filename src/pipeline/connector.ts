@@ -371,7 +371,11 @@ export class Connector {
     this.#observer.onRecords?.(tableName(event.relation), event.op, records.length);
   }
 
-  /** Kafka keys come from the primary key (pgoutput flags every column when REPLICA IDENTITY is FULL). */
+  /**
+   * Kafka keys follow the one key rule (src/capture/selection.ts keyColumns). pgoutput's key flags
+   * already are those columns for REPLICA IDENTITY DEFAULT (the primary key) and USING INDEX (the
+   * index); under FULL it flags every column and under NOTHING none, so the catalog decides.
+   */
   async #enrich(relation: Relation): Promise<Relation> {
     await this.#types!.load(relation.columns.map((c) => c.typeOid));
     if (relation.replicaIdentity !== 'full' && relation.replicaIdentity !== 'nothing') return relation;

@@ -2,12 +2,11 @@
 // decided in src/capture/selection.ts.
 import type pg from 'pg';
 import type { Column, Relation, ReplicaIdentity } from '../change/event.ts';
+import { keyColumns } from '../capture/selection.ts';
+import type { TableRef } from '../config/tables.ts';
 import { UserError } from '../errors.ts';
 
-export interface TableRef {
-  schema: string;
-  table: string;
-}
+export type { TableRef };
 
 export const tableName = (t: TableRef): string => `${t.schema}.${t.table}`;
 
@@ -27,8 +26,8 @@ interface ColumnRow {
 
 /**
  * The relation as the catalog describes it now: the columns pgoutput would send (not dropped,
- * not generated), in attribute order. Key columns are the primary key, or the replica identity
- * index when there is no primary key; see keyColumnNames.
+ * not generated), in attribute order. Key columns follow the one key rule (keyColumns in
+ * src/capture/selection.ts), as the stream's do.
  */
 export async function relationFromCatalog(client: pg.Client, t: TableRef): Promise<Relation> {
   const { rows } = await client.query<ColumnRow>(
@@ -47,36 +46,43 @@ export async function relationFromCatalog(client: pg.Client, t: TableRef): Promi
   );
   const first = rows[0];
   if (!first) throw new UserError(`table ${tableName(t)} does not exist or has no columns`);
-  const hasPk = rows.some((r) => r.pk === 't');
+  const replicaIdentity = IDENTITY[first.relreplident] ?? 'default';
+  const keys = new Set(
+    keyColumns(
+      replicaIdentity,
+      rows.filter((r) => r.pk === 't').map((r) => r.attname),
+      rows.filter((r) => r.ri === 't').map((r) => r.attname),
+    ),
+  );
   const columns: Column[] = rows.map((r) => ({
     name: r.attname,
     typeOid: Number(r.atttypid),
     typeMod: Number(r.atttypmod),
-    isKey: (hasPk ? r.pk : r.ri) === 't',
+    isKey: keys.has(r.attname),
     notNull: r.attnotnull === 't',
   }));
-  return {
-    oid: Number(first.oid),
-    schema: t.schema,
-    table: t.table,
-    replicaIdentity: IDENTITY[first.relreplident] ?? 'default',
-    columns,
-  };
+  return { oid: Number(first.oid), schema: t.schema, table: t.table, replicaIdentity, columns };
 }
 
 /**
- * Kafka key columns of a relation, by name. pgoutput flags every column as part of the
- * identity when REPLICA IDENTITY is FULL, so the key comes from the catalog: the primary key,
- * else the replica identity index. (Debezium keys by the primary key too.)
+ * Kafka key columns of a relation, by name, by the one key rule (src/capture/selection.ts
+ * keyColumns): the stream asks the catalog because pgoutput flags every column as part of the
+ * identity under REPLICA IDENTITY FULL, and only the index's under USING INDEX.
  */
 export async function keyColumnNames(client: pg.Client, relationOid: number): Promise<string[]> {
-  const { rows } = await client.query<{ attname: string; pk: string }>(
-    `SELECT a.attname, i.indisprimary AS pk
-       FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-      WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident)
-      ORDER BY i.indisprimary DESC, array_position(i.indkey::int2[], a.attnum)`,
+  const { rows } = await client.query<{ attname: string; pk: string; ri: string; relreplident: string }>(
+    `SELECT a.attname, i.indisprimary AS pk, i.indisreplident AS ri, c.relreplident
+       FROM pg_class c
+       JOIN pg_index i ON i.indrelid = c.oid AND (i.indisprimary OR i.indisreplident)
+       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+      WHERE c.oid = $1
+      ORDER BY array_position(i.indkey::int2[], a.attnum)`,
     [relationOid],
   );
-  const pk = rows.filter((r) => r.pk === 't');
-  return (pk.length > 0 ? pk : rows).map((r) => r.attname);
+  const identity = IDENTITY[rows[0]?.relreplident ?? 'd'] ?? 'default';
+  return keyColumns(
+    identity,
+    rows.filter((r) => r.pk === 't').map((r) => r.attname),
+    rows.filter((r) => r.ri === 't').map((r) => r.attname),
+  );
 }

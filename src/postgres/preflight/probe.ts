@@ -13,7 +13,7 @@ import type {
   SlotFacts,
   TableFacts,
 } from './rules.ts';
-import { tableKey } from './rules.ts';
+import { CAPTURABLE_TABLE, publicationMembers } from '../../capture/selection.ts';
 
 const t = (v: unknown): boolean => v === 't' || v === true || v === 'true';
 const num = (v: unknown): number => Number(v);
@@ -122,8 +122,8 @@ export async function probeSlots(client: pg.Client, server: ServerFacts): Promis
 const IDENTITY: Record<string, ReplicaIdentity> = { d: 'default', n: 'nothing', f: 'full', i: 'index' };
 
 /**
- * Every table pgcdc could capture (ordinary and partitioned tables, not partitions, outside the
- * system schemas), with what the checks and discover need. `sizes`: also their size on disk.
+ * Every table pgcdc could capture (CAPTURABLE_TABLE in src/capture/selection.ts), with what the
+ * checks and discover need. `sizes`: also their size on disk.
  */
 export async function probeTables(
   client: pg.Client,
@@ -162,9 +162,7 @@ export async function probeTables(
             (${rowsEstimate})::float8 AS reltuples,
             (${size})::int8 AS size_bytes
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-        AND n.nspname NOT LIKE 'pg_temp%' ${filter}
+      WHERE ${CAPTURABLE_TABLE} ${filter}
       ORDER BY 1, 2`,
     params,
   );
@@ -202,21 +200,9 @@ export async function probePublication(
     [name],
   );
   const r = rows[0]!;
-  const exists = r.puballtables !== null;
-  const tables = new Set<string>();
-  if (exists) {
-    const res = await client.query<{ schemaname: string; tablename: string }>(
-      // Direct members too: for a partitioned table pg_publication_tables lists its partitions.
-      `SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1
-       UNION
-       SELECT n.nspname, c.relname FROM pg_publication_rel pr
-         JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE p.pubname = $1`,
-      [name],
-    );
-    for (const x of res.rows) tables.add(tableKey({ schema: x.schemaname, table: x.tablename }));
-  }
+  const members = await publicationMembers(client, name, versionNum);
+  const exists = members.exists;
+  const tables = members.tables;
   return {
     name,
     sqlName: String(r.sql_name),

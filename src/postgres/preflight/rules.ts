@@ -262,28 +262,8 @@ export function walSendersCheck(s: Pick<ServerFacts, 'maxWalSenders' | 'activeWa
 
 // ---- tables -------------------------------------------------------------------------------------
 
-/**
- * The selected tables, as the worker selects them (src/postgres/catalog.ts resolveTables): the
- * include list or every table of the schemas, minus exclude. Include entries that do not exist
- * are returned, not thrown.
- */
-export function selectTables<T extends TableRef>(
-  all: readonly T[],
-  sel: { schemas: string[]; include: TableRef[]; exclude: TableRef[] },
-): { selected: T[]; missing: TableRef[] } {
-  const byKey = new Map(all.map((t) => [tableKey(t), t]));
-  const excluded = new Set(sel.exclude.map(tableKey));
-  let chosen: T[];
-  let missing: TableRef[] = [];
-  if (sel.include.length > 0) {
-    missing = sel.include.filter((t) => !byKey.has(tableKey(t)));
-    chosen = sel.include.flatMap((t) => byKey.get(tableKey(t)) ?? []);
-  } else {
-    const schemas = new Set(sel.schemas);
-    chosen = all.filter((t) => schemas.has(t.schema));
-  }
-  return { selected: chosen.filter((t) => !excluded.has(tableKey(t))), missing };
-}
+// The selection is decided once, for the worker, check and discover alike.
+export { selectTables } from '../../capture/selection.ts';
 
 export function selectionCheck(
   selected: readonly TableRef[],
