@@ -40,7 +40,9 @@ export function kafkajsLogCreator(
   const windowMs = opts.windowMs ?? KAFKAJS_LOG_WINDOW_MS;
   const now = opts.now ?? Date.now;
   const secrets = opts.secrets ?? [];
-  const seen = new Map<string, { until: number; dropped: number }>();
+  // Shared by every client writing to one logger: a restarted connector makes new clients, and
+  // their first lines must not count as new.
+  const seen = log ? rateLimits(log) : new Map<string, { until: number; dropped: number }>();
   return () => (entry: LogEntry) => {
     const {
       message,
@@ -72,6 +74,13 @@ export function kafkajsLogCreator(
     if (s && s.dropped > 0) ctx.repeatedSinceLastLine = s.dropped;
     log[level](`kafkajs: ${redactText(String(message), secrets)}`, ctx);
   };
+}
+
+const limits = new WeakMap<Logger, Map<string, { until: number; dropped: number }>>();
+function rateLimits(log: Logger): Map<string, { until: number; dropped: number }> {
+  let m = limits.get(log);
+  if (!m) limits.set(log, (m = new Map()));
+  return m;
 }
 
 export function kafkaClient(s: KafkaSettings, hooks: KafkaHooks = {}): Kafka {

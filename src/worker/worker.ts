@@ -147,6 +147,8 @@ export class Worker {
     const s = this.#connector.state;
     if (this.#failure) return 'FAILED';
     if (this.#reconnect && this.#reconnect.upSince === null && !this.#stopRequested) return 'RECONNECTING';
+    // Failed but still closing: FAILED or RECONNECTING is the worker's verdict once run() settles.
+    if (s === 'FAILED') return 'STOPPING';
     if (this.#connector.paused && (s === 'SNAPSHOT' || s === 'STREAMING')) return 'PAUSED';
     return s;
   }
@@ -334,9 +336,9 @@ export class Worker {
     let state: ConnectState;
     const r = this.#reconnect;
     const reconnecting = r !== null && r.upSince === null && !this.#stopRequested;
-    if (this.#failure || (c.state === 'FAILED' && !reconnecting)) state = 'FAILED';
+    if (this.#failure) state = 'FAILED';
     else if (this.#restarting || reconnecting) state = 'RESTARTING';
-    else if (c.state === 'STOPPING' || c.state === 'STOPPED') state = 'STOPPED';
+    else if (c.state === 'STOPPING' || c.state === 'STOPPED' || c.state === 'FAILED') state = 'STOPPED';
     else if (c.paused) state = 'PAUSED';
     else state = 'RUNNING';
     const trace = this.#failure ? this.#trace(this.#failure) : undefined;

@@ -92,6 +92,18 @@ describe('kafkajs log lines in pgcdc’s log', () => {
     assert.equal(t.lines.length, 3);
   });
 
+  test('clients writing to one logger share the limit (a restarted connector makes new clients)', () => {
+    const lines: string[] = [];
+    const log = { debug: () => {}, info: () => {}, warn: (m: string) => lines.push(m), error: () => {} };
+    for (let i = 0; i < 3; i++) {
+      const creator = kafkajsLogCreator(log, { now: () => 1000 + i });
+      kafkajsLogger({ level: logLevel.INFO, logCreator: creator })
+        .namespace('Connection')
+        .error('Connection error: connect ECONNREFUSED');
+    }
+    assert.equal(lines.length, 1);
+  });
+
   test('the SASL password never appears, even when the logger was given no secrets', () => {
     const t = setup({ secrets: ['s3cr3t-pass'] });
     t.producer.error('SASL PLAIN authentication failed for s3cr3t-pass', {
