@@ -1,4 +1,5 @@
 // npm test [-- <test files or node --test options>]
+// npm test -- --cluster   (npm run test:cluster): the three-broker durability suite, test/cluster
 //
 // 1. unit tests (test/unit/**/*.test.ts) with node's test runner;
 // 2. the local stack: started, or reused if running (deploy/local/stack.ts);
@@ -9,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { stackUp } from '../deploy/local/stack.ts';
+import { clusterUp, stackUp } from '../deploy/local/stack.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 
@@ -61,9 +62,18 @@ async function main(argv: string[]): Promise<number> {
   const files = argv.filter((a) => !a.startsWith('-'));
   const isUnit = (f: string) =>
     path.relative(root, path.resolve(root, f)).startsWith(`test${path.sep}unit${path.sep}`);
+  const isCluster = (f: string) =>
+    path.relative(root, path.resolve(root, f)).startsWith(`test${path.sep}cluster${path.sep}`);
+  // --cluster: the three-broker durability suite (test/cluster), on its own: it is slow.
+  const clusterSuite = options.includes('--cluster');
+  if (clusterSuite) options.splice(options.indexOf('--cluster'), 1);
+  if (clusterSuite && files.length === 0) files.push(...glob('test/cluster/**/*.test.ts'));
   const unit = files.length > 0 ? files.filter(isUnit) : glob('test/unit/**/*.test.ts');
+  const cluster = files.filter(isCluster);
   const integration =
-    files.length > 0 ? files.filter((f) => !isUnit(f)) : glob('test/integration/**/*.test.ts');
+    files.length > 0
+      ? files.filter((f) => !isUnit(f) && !isCluster(f))
+      : glob('test/integration/**/*.test.ts');
 
   let failed = false;
   if (unit.length > 0) {
@@ -72,22 +82,30 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('\n# unit tests: none in test/unit yet\n');
   }
 
-  if (integration.length > 0) {
-    process.stdout.write('\n# local stack: npm run stack -- up\n');
+  for (const [suite, list] of [
+    ['integration tests', integration],
+    ['three-broker tests', cluster],
+  ] as const) {
+    if (list.length === 0) continue;
+    const brokers = suite === 'three-broker tests' ? ' --brokers 3' : '';
+    process.stdout.write(`\n# local stack: npm run stack -- up${brokers}\n`);
     let env;
     try {
       env = await stackUp();
+      // The cluster's bootstrap list replaces the single broker: every helper of test/support
+      // (workerEnv, TopicReader) then talks to the three brokers.
+      if (brokers) env = { ...env, PGCDC_KAFKA_BROKERS: await clusterUp() };
     } catch (err) {
       process.stderr.write(`${(err as Error).message}\n`);
-      process.stdout.write('# integration tests not run: the local stack did not start\n# fail 1\n');
+      process.stdout.write(`# ${suite} not run: the local stack did not start\n# fail 1\n`);
       return 1;
     }
     // A hung test must not hang CI: 5 minutes per test unless told otherwise.
     const timeout = options.some((o) => o.startsWith('--test-timeout')) ? [] : ['--test-timeout=300000'];
     // --test-force-exit: a file whose tests are done but that left a client open (a Kafka
     // consumer, a pg connection) must not keep the run waiting forever.
-    const args = ['--test-concurrency=1', '--test-force-exit', ...timeout, ...options, ...integration];
-    failed = (await runNodeTest('integration tests', args, { ...process.env, ...env })) !== 0 || failed;
+    const args = ['--test-concurrency=1', '--test-force-exit', ...timeout, ...options, ...list];
+    failed = (await runNodeTest(suite, args, { ...process.env, ...env })) !== 0 || failed;
   }
   // One closing line for all runs (CI reads it).
   process.stdout.write(`\ntotal: ${totals.passed} passed, ${totals.failed} failed\n`);

@@ -21,7 +21,7 @@ import { allocatePort, KAFKA_SASL_USER, saveState, tlsDir, type StackState } fro
 
 const NAME = 'kafka';
 const pom = path.join(import.meta.dirname, 'kafka', 'pom.xml');
-const libsDir = path.join(cacheDir, 'kafka-libs');
+export const libsDir = path.join(cacheDir, 'kafka-libs');
 const dir = path.join(stackDir, 'kafka');
 const dataDir = path.join(dir, 'data');
 const propsFile = path.join(dir, 'server.properties');
@@ -42,7 +42,8 @@ const server = new ServerProcess({
   stopTimeoutMs: 60_000,
 });
 
-async function ensureLibs(): Promise<void> {
+/** The broker jars (Maven Central, cached in .cache/kafka-libs); also used by the three-broker cluster. */
+export async function ensureLibs(): Promise<void> {
   const stamp = createHash('sha256').update(fs.readFileSync(pom)).digest('hex');
   await mavenCache(NAME, libsDir, stamp, logFile, (out) => [
     '-f',

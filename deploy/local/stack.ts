@@ -1,13 +1,17 @@
 // The local stack: PostgreSQL + Kafka (KRaft) + Apicurio Registry on 127.0.0.1, state under .stack/.
 //
 //   npm run stack -- up       start what is not running, wait until ready (idempotent)
-//   npm run stack -- down     stop exactly the processes `up` started
+//   npm run stack -- up --brokers 3
+//                             also a three-broker Kafka cluster (deploy/local/kafka-cluster.ts)
+//                             for the durability tests; the single broker stays the quick path
+//   npm run stack -- down     stop exactly the processes `up` started (the cluster's too)
 //   npm run stack -- status   server, pid, port, up/down
 //   npm run stack -- env      `export PGCDC_...=...` lines (eval "$(npm run -s stack -- env)")
 //
 // Also a module: tests and scripts call stackUp() / readStackEnv().
 import fs from 'node:fs';
 import * as kafka from './kafka.ts';
+import * as kafkaCluster from './kafka-cluster.ts';
 import * as postgres from './postgres.ts';
 import { errorText, portAccepts, StackError, withStackLock, type ServerStatus } from './process.ts';
 import * as registry from './registry.ts';
@@ -55,7 +59,10 @@ export async function stackUp(): Promise<StackEnv> {
 /** Stops every server this stack started (and only those), waiting until they have exited. */
 export async function stackDown(): Promise<void> {
   await withStackLock(async () => {
-    const results = await Promise.allSettled(Object.values(servers).map((s) => s.down()));
+    const results = await Promise.allSettled([
+      ...Object.values(servers).map((s) => s.down()),
+      kafkaCluster.down(),
+    ]);
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [errorText(r.reason)] : []));
     if (failures.length > 0) throw new StackError('stack', `down: ${failures.join('; ')}`);
     // Tests then say "not running" instead of timing out against dead ports. Data and ports stay.
@@ -63,13 +70,18 @@ export async function stackDown(): Promise<void> {
   });
 }
 
+/** Starts the three-broker cluster (beside the stack); returns its bootstrap list. */
+export async function clusterUp(): Promise<string> {
+  return withStackLock(() => kafkaCluster.up());
+}
+
 export async function stackStatus(): Promise<ServerStatus[]> {
   const state = loadState();
   return Promise.all(
-    Object.values(servers).map(async (s) => {
-      const st = s.status(state);
-      return { ...st, up: st.up && st.port !== undefined && (await portAccepts(st.port)) };
-    }),
+    [...Object.values(servers).map((s) => s.status(state)), ...kafkaCluster.status()].map(async (st) => ({
+      ...st,
+      up: st.up && st.port !== undefined && (await portAccepts(st.port)),
+    })),
   );
 }
 
@@ -78,7 +90,13 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'up': {
       const started = Date.now();
+      const brokers = argv.includes('--brokers') ? argv[argv.indexOf('--brokers') + 1] : '1';
+      if (brokers !== '1' && brokers !== '3') {
+        process.stderr.write('stack: --brokers is 1 (the default) or 3\n');
+        return 2;
+      }
       await stackUp();
+      if (brokers === '3') await clusterUp();
       for (const s of await stackStatus()) process.stderr.write(formatStatus(s));
       process.stderr.write(
         `stack: up in ${((Date.now() - started) / 1000).toFixed(1)}s; env: .stack/env.json\n`,
@@ -92,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const all = await stackStatus();
       for (const s of all) process.stdout.write(formatStatus(s));
-      return all.every((s) => s.up) ? 0 : 3;
+      return all.every((s) => s.up || s.server.startsWith('kafka-')) ? 0 : 3;
     }
     case 'env': {
       const env = readStackEnv();
@@ -101,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     default:
-      process.stderr.write('usage: npm run stack -- up|down|status|env\n');
+      process.stderr.write('usage: npm run stack -- up [--brokers 3]|down|status|env\n');
       return 2;
   }
 }

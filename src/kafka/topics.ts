@@ -1,5 +1,8 @@
 // Topics are created on first use, with the configured partitions and replication factor.
-import type { Admin, ITopicConfig } from 'kafkajs';
+import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
+
+// kafkajs is CommonJS: its enums are reachable through the default export only.
+const { ConfigResourceTypes } = kafkajs;
 
 export interface TopicSettings {
   partitions: number;
@@ -16,6 +19,29 @@ export class Topics {
   constructor(admin: Admin, settings: TopicSettings) {
     this.#admin = admin;
     this.#settings = settings;
+  }
+
+  /** The replication factor new topics get: the configured one, or the broker's default for -1. */
+  async replicationFactor(): Promise<number> {
+    if (this.#settings.replicationFactor > 0) return this.#settings.replicationFactor;
+    const { brokers } = await this.#admin.describeCluster();
+    const broker = brokers[0];
+    if (!broker) return 1;
+    const described = await this.#admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [
+        {
+          type: ConfigResourceTypes.BROKER,
+          name: String(broker.nodeId),
+          configNames: ['default.replication.factor'],
+        },
+      ],
+    });
+    const value = described.resources[0]?.configEntries.find(
+      (e) => e.configName === 'default.replication.factor',
+    );
+    const rf = Number(value?.configValue);
+    return Number.isInteger(rf) && rf > 0 ? rf : 1;
   }
 
   async ensure(topic: string, configEntries: ITopicConfig['configEntries'] = []): Promise<void> {
