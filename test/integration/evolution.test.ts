@@ -220,14 +220,15 @@ describe('schema evolution', () => {
     assert.equal(after20.value!.after!.a2, 'twenty');
     assert.equal((await versions(valueSubject)).length, valueVersions + 1);
 
-    // ---- a primary-key change: the key schema changes (a new required field: not BACKWARD) ----
-    await db.query(`ALTER TABLE ${t} DROP CONSTRAINT ${t}_pkey, ADD PRIMARY KEY (id, a3)`);
+    // ---- a primary-key change: the key schema changes (a new required field without a default:
+    // not BACKWARD; a3, with its DEFAULT 'x', would be accepted) ----
+    await db.query(`ALTER TABLE ${t} DROP CONSTRAINT ${t}_pkey, ADD PRIMARY KEY (id, v)`);
     await db.query(`INSERT INTO ${t} (id, v) VALUES (21, 21)`);
     const keyFailure = await w.running.then(
       () => assert.fail('the worker should stop'),
       (err: Error) => err,
     );
-    for (const part of [`${sch}.${t}`, 'key columns (id) → (id, a3)', keySubject, 'BACKWARD']) {
+    for (const part of [`${sch}.${t}`, 'key columns (id) → (id, v)', keySubject, 'BACKWARD']) {
       assert.ok(keyFailure.message.includes(part), `"${part}" in: ${keyFailure.message}`);
     }
     await setCompatibilityNone(keySubject);
@@ -237,7 +238,7 @@ describe('schema evolution', () => {
       const recs = await reader.read(topic);
       return recs.find((r) => r.value?.after?.id === 21);
     });
-    assert.deepEqual({ ...r21.key }, { id: 21, a3: 'x' });
+    assert.deepEqual({ ...r21.key }, { id: 21, v: 21n });
     assert.equal((await versions(keySubject)).length, 2);
 
     // ---- a captured table dropped while the worker runs: the others keep streaming ----
@@ -251,5 +252,85 @@ describe('schema evolution', () => {
     await w.connector.stop();
     await w.running;
     await db.query('RESET search_path');
+  });
+
+  test('a subject registered by pgcdc 0.1.0: the refusal says so and how to upgrade; the documented NONE step lets it through', async () => {
+    const name = uniqueName('ev010');
+    const t = `${name}_t`;
+    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, at timestamptz, d date)`);
+    await db.query(`INSERT INTO ${t} VALUES (1, '2024-01-02 03:04:05+00', '2024-01-02')`);
+    const topic = `${name}.public.${t}`;
+    const subject = `${topic}-value`;
+    // The value schema pgcdc 0.1.0 registered for this table: Avro logical types, timestamptz as a
+    // long, no ts_us / ts_ns.
+    const ns = `${name}.public.${t}`;
+    const old = {
+      type: 'record',
+      name: 'Envelope',
+      namespace: ns,
+      fields: [
+        {
+          name: 'before',
+          type: [
+            'null',
+            {
+              type: 'record',
+              name: 'Value',
+              namespace: ns,
+              fields: [
+                { name: 'id', type: ['null', 'int'], default: null },
+                {
+                  name: 'at',
+                  type: ['null', { type: 'long', logicalType: 'timestamp-micros' }],
+                  default: null,
+                },
+                {
+                  name: 'd',
+                  type: [
+                    'null',
+                    { type: 'int', logicalType: 'date', 'connect.name': 'io.debezium.time.Date' },
+                  ],
+                  default: null,
+                },
+              ],
+              'connect.name': `${ns}.Value`,
+            },
+          ],
+          default: null,
+        },
+        { name: 'after', type: ['null', `${ns}.Value`], default: null },
+        { name: 'op', type: 'string' },
+        { name: 'ts_ms', type: ['null', 'long'], default: null },
+      ],
+      'connect.name': `${ns}.Envelope`,
+    };
+    const res = await fetch(`${registryUrl()}/subjects/${encodeURIComponent(subject)}/versions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ schema: JSON.stringify(old) }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+
+    let w = startConnector(name, { PGCDC_TABLES_INCLUDE: `public.${t}` });
+    const failure = await w.running.then(
+      () => assert.fail('the worker should stop'),
+      (err: Error) => err,
+    );
+    assert.equal(failure.name, 'UserError');
+    assert.ok(!failure.message.includes('\n'), 'one line');
+    for (const part of [subject, 'pgcdc 0.1.0', 'topics.prefix', 'NONE', 'Upgrading from 0.1.0']) {
+      assert.ok(failure.message.includes(part), `"${part}" in: ${failure.message}`);
+    }
+    await setCompatibilityNone(subject);
+    w = startConnector(name, { PGCDC_TABLES_INCLUDE: `public.${t}` });
+    await streaming(w);
+    const rec = await eventually('the snapshot row in the new encodings', async () =>
+      (await reader.read(topic)).find((r) => r.value?.after?.id === 1),
+    );
+    assert.equal(rec.value!.after!.at, '2024-01-02T03:04:05.000000Z');
+    assert.equal(rec.value!.after!.d, 19724);
+    await w.connector.stop();
+    await w.running;
+    await db.query(`DROP TABLE ${t}`);
   });
 });

@@ -3,12 +3,15 @@
 // independent registry consumer and EACH value is compared with what PostgreSQL itself says the
 // value is (its text output, extract(epoch ...), encode(bytea, 'hex'), to_json(array)), converted
 // the way docs/types.md documents. Three connectors run over the same tables, one per handling
-// mode: defaults (precise decimals, bytes, micros), string/base64/millis, double/hex.
+// mode: defaults (Debezium types, precise decimals, bytes, micros), string/base64/millis, and the
+// plain-Avro type mode with double/hex. Apache Avro's own Python reader, logical types on, then
+// decodes every record of both type modes (test/support/avro-python.ts).
 // Plus the TOAST rules for an UPDATE that leaves a multi-megabyte value unchanged.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { decodeTopicWithPython } from '../support/avro-python.ts';
 import { startConnector, stopConnectors, streaming } from '../support/connectors.ts';
 import {
   TopicReader,
@@ -42,6 +45,7 @@ interface Mode {
   decimal: 'precise' | 'string' | 'double';
   binary: 'bytes' | 'base64' | 'hex';
   time: 'micros' | 'millis';
+  types: 'debezium' | 'avro';
 }
 
 /**
@@ -57,15 +61,44 @@ interface Kind {
 const sameNumber = (decoded: unknown, expected: number) =>
   assert.ok(Object.is(decoded, expected), `${String(decoded)} is not ${String(expected)}`);
 
-const LONG_MAX = '9223372036854775807';
-const LONG_MIN = '-9223372036854775808';
+/** Debezium's ±infinity timestamps (pgjdbc's sentinels) in microseconds. */
+const DBZ_TS_INF = '9223372036825200000';
+const DBZ_TS_NEG_INF = '-9223372036832400000';
+/** Avro mode's range: 0001-01-01 00:00 … 9999-12-31 23:59:59.999999, in microseconds. */
+const AVRO_MIN_MICROS = '-62135596800000000';
+const AVRO_MAX_MICROS = '253402300799999999';
 
-/** Epoch microseconds (or floored milliseconds) as PostgreSQL computes them; ±infinity → long max/min. */
-const epochSql = (c: string, m: Mode) =>
-  `CASE WHEN ${c} = 'infinity' THEN ${LONG_MAX} WHEN ${c} = '-infinity' THEN ${LONG_MIN} ` +
-  (m.time === 'micros'
-    ? `ELSE (extract(epoch FROM ${c}) * 1000000)::numeric(30,0) END`
-    : `ELSE floor(extract(epoch FROM ${c}) * 1000)::numeric(30,0) END`);
+/** Microseconds → the mode's unit (milliseconds floored), in SQL over a numeric. */
+// (numeric division keeps only ~16 significant digits unless the dividend carries a scale.)
+/** LEAST/GREATEST skip NULLs: keep a NULL column NULL. */
+const keepNull = (c: string, expr: string) => `CASE WHEN ${c} IS NULL THEN NULL ELSE ${expr} END`;
+
+const unit = (micros: string, m: Mode) =>
+  m.time === 'micros' ? micros : `floor((${micros})::numeric(40,6) / 1000)`;
+
+/**
+ * Epoch microseconds (or floored milliseconds) as PostgreSQL computes them. Debezium mode:
+ * ±infinity are Debezium's sentinels. Avro mode: clamped to years 1..9999.
+ */
+const epochSql = (c: string, m: Mode) => {
+  const micros = `(extract(epoch FROM ${c}) * 1000000)`;
+  if (m.types === 'avro') {
+    return keepNull(
+      c,
+      `${unit(`GREATEST(LEAST(${micros}, ${AVRO_MAX_MICROS}), ${AVRO_MIN_MICROS})`, m)}::numeric(30,0)`,
+    );
+  }
+  return (
+    `CASE WHEN ${c} = 'infinity' THEN ${unit(DBZ_TS_INF, m)} WHEN ${c} = '-infinity' THEN ${unit(DBZ_TS_NEG_INF, m)} ` +
+    `ELSE ${unit(micros, m)} END::numeric(30,0)`
+  );
+};
+
+/** java.time's ISO year of a UTC timestamp: 1 BC is 0000, 44 BC is -0043, beyond 9999 a '+'. */
+const isoYearSql = (utc: string) => {
+  const y = `(CASE WHEN extract(year FROM ${utc}) < 0 THEN extract(year FROM ${utc}) + 1 ELSE extract(year FROM ${utc}) END)::int`;
+  return `CASE WHEN ${y} > 9999 THEN '+' || ${y} WHEN ${y} < 0 THEN '-' || lpad((-${y})::text, 4, '0') ELSE lpad(${y}::text, 4, '0') END`;
+};
 
 const K = {
   text: { check: (d, e) => assert.equal(d, e) },
@@ -83,19 +116,41 @@ const K = {
     check: (d, e, m) => (m.decimal === 'double' ? sameNumber(d, Number(e)) : assert.equal(d, e)),
   },
   date: {
-    sql: (c) =>
-      `CASE WHEN ${c} = 'infinity' THEN 2147483647 WHEN ${c} = '-infinity' THEN -2147483648 ELSE ${c} - date '1970-01-01' END`,
+    sql: (c, m) =>
+      m.types === 'avro'
+        ? keepNull(c, `GREATEST(LEAST(${c}, date '9999-12-31'), date '0001-01-01') - date '1970-01-01'`)
+        : `CASE WHEN ${c} = 'infinity' THEN -2147472692 WHEN ${c} = '-infinity' THEN -2147472691 ELSE ${c} - date '1970-01-01' END`,
     check: (d, e) => sameNumber(d, Number(e)),
   },
   time: {
-    sql: (c, m) =>
-      m.time === 'micros'
-        ? `(extract(epoch FROM ${c}) * 1000000)::numeric(30,0)`
-        : `floor(extract(epoch FROM ${c}) * 1000)::numeric(30,0)`,
-    // time-micros is a long, time-millis an int.
+    sql: (c, m) => {
+      const micros = `(extract(epoch FROM ${c}) * 1000000)`;
+      return keepNull(
+        c,
+        `${unit(m.types === 'avro' ? `LEAST(${micros}, 86399999999)` : micros, m)}::numeric(30,0)`,
+      );
+    },
+    // micros: a long, millis: an int.
     check: (d, e, m) => (m.time === 'micros' ? assert.equal(d, BigInt(e)) : sameNumber(d, Number(e))),
   },
   timestamp: { sql: epochSql, check: (d, e) => assert.equal(d, BigInt(e)) },
+  /** Debezium: io.debezium.time.ZonedTimestamp, UTC ISO-8601 with 6 fraction digits; Avro: epoch units. */
+  timestamptz: {
+    sql: (c, m) => {
+      if (m.types === 'avro') return epochSql(c, m);
+      const utc = `(${c} AT TIME ZONE 'UTC')`;
+      return (
+        `CASE WHEN ${c} = 'infinity' THEN 'infinity' WHEN ${c} = '-infinity' THEN '-infinity' ` +
+        `ELSE ${isoYearSql(utc)} || to_char(${utc}, '-MM-DD"T"HH24:MI:SS.US"Z"') END`
+      );
+    },
+    check: (d, e, m) => (m.types === 'avro' ? assert.equal(d, BigInt(e)) : assert.equal(d, e)),
+  },
+  /** Debezium: io.debezium.time.ZonedTime, the time in UTC; Avro: PostgreSQL's text with its offset. */
+  timetz: {
+    sql: (c, m) => (m.types === 'avro' ? c : `((${c} AT TIME ZONE 'UTC')::time)::text || 'Z'`),
+    check: (d, e) => assert.equal(d, e),
+  },
   bytea: {
     sql: (c) => `encode(${c}, 'hex')`,
     check: (d, e, m) => {
@@ -161,9 +216,9 @@ describe('types', () => {
       ['c_bool', 'bool', K.bool],
       ['c_date', 'date', K.date],
       ['c_time', 'time', K.time],
-      ['c_timetz', 'timetz', K.text],
+      ['c_timetz', 'timetz', K.timetz],
       ['c_ts', 'timestamp', K.timestamp],
-      ['c_tstz', 'timestamptz', K.timestamp],
+      ['c_tstz', 'timestamptz', K.timestamptz],
       ['c_iv', 'interval', K.text],
       ['c_text', 'text', K.text],
       ['c_vc', 'varchar(10)', K.text],
@@ -387,9 +442,13 @@ describe('types', () => {
     );
 
     const modes: Array<{ mode: Mode; env: Record<string, string>; nan: boolean }> = [
-      { mode: { decimal: 'precise', binary: 'bytes', time: 'micros' }, env: {}, nan: false },
       {
-        mode: { decimal: 'string', binary: 'base64', time: 'millis' },
+        mode: { decimal: 'precise', binary: 'bytes', time: 'micros', types: 'debezium' },
+        env: {},
+        nan: false,
+      },
+      {
+        mode: { decimal: 'string', binary: 'base64', time: 'millis', types: 'debezium' },
         env: {
           PGCDC_AVRO_DECIMAL_HANDLING: 'string',
           PGCDC_AVRO_BINARY_HANDLING: 'base64',
@@ -398,8 +457,12 @@ describe('types', () => {
         nan: true,
       },
       {
-        mode: { decimal: 'double', binary: 'hex', time: 'micros' },
-        env: { PGCDC_AVRO_DECIMAL_HANDLING: 'double', PGCDC_AVRO_BINARY_HANDLING: 'hex' },
+        mode: { decimal: 'double', binary: 'hex', time: 'micros', types: 'avro' },
+        env: {
+          PGCDC_AVRO_DECIMAL_HANDLING: 'double',
+          PGCDC_AVRO_BINARY_HANDLING: 'hex',
+          PGCDC_AVRO_TYPE_MODE: 'avro',
+        },
         nan: true,
       },
     ];
@@ -490,6 +553,39 @@ describe('types', () => {
           else K.decimal.check(d, e, w.mode);
           checked++;
         }
+      }
+    }
+    // Apache Avro's Python reader, logical types on, decodes every record in both type modes.
+    for (const w of workers) {
+      const topic = `${w.name}.public.${t}`;
+      const decoded = await decodeTopicWithPython(topic);
+      assert.equal(decoded.length, nRows * 2, `${w.name}: every record decoded by Python`);
+      const failed = decoded.filter((d) => !d.ok);
+      assert.deepEqual(failed, [], `${w.name} (${w.mode.types}): records Python's avro could not decode`);
+      const byId = new Map(
+        decoded.map((d) => {
+          const a = (d as unknown as { value: { after: Record<string, unknown> } }).value.after;
+          return [Number(a.id), a];
+        }),
+      );
+      const r = (id: number) => byId.get(id)!;
+      if (w.mode.types === 'avro') {
+        // Out-of-range values are clamped to what the reader's types hold.
+        assert.deepEqual(r(1).c_date, { $date: '0001-01-01' });
+        assert.deepEqual(r(2).c_date, { $date: '9999-12-31' });
+        assert.deepEqual(r(4).c_date, { $date: '9999-12-31' });
+        assert.deepEqual(r(2).c_time, { $time: '23:59:59.999999' });
+        assert.deepEqual(r(6).c_tstz, { $datetime: '1970-01-01T00:00:00.000001+00:00' });
+        assert.deepEqual(r(2).c_tstz, { $datetime: '9999-12-31T23:59:59.999999+00:00' });
+        assert.equal(r(1).c_uuid, '00000000-0000-0000-0000-000000000000'); // avro 1.12 keeps uuid a str
+      } else {
+        // Debezium's semantic types carry no Avro logical type: plain ints, longs and strings.
+        assert.equal(r(1).c_date, -2147472691);
+        assert.equal(r(2).c_tstz, 'infinity');
+        assert.equal(r(6).c_tstz, '1970-01-01T00:00:00.000001Z');
+        assert.equal(r(1).c_uuid, '00000000-0000-0000-0000-000000000000');
+        if (w.mode.decimal === 'precise')
+          assert.deepEqual(r(1).c_num, { $decimal: '-999999999999999.99999' });
       }
     }
     for (const w of workers) {
