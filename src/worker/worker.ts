@@ -294,7 +294,11 @@ export class Worker {
   /** Graceful stop and a new Connector instance; resolves once the new instance is running. */
   async restart(): Promise<void> {
     if (this.#stopRequested || this.#finished) throw new Error('the worker is stopping');
-    if (this.#restarting) return;
+    if (this.#restarting) {
+      // Waiting out a lost connection: an operator's restart means "try now".
+      if (this.#reconnect?.nextAttemptAt) this.#wake?.('restart');
+      return;
+    }
     this.#restarting = true;
     const started = new Promise<void>((resolve) => this.#onStarted.push(resolve));
     if (this.#failure) this.#wake?.('restart');
