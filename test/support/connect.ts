@@ -44,8 +44,9 @@ export async function ensureConnectJars(logFile: string): Promise<void> {
     pluginPom,
     'dependency:copy-dependencies',
     '-DincludeScope=runtime',
-    // The worker provides Kafka's own classes to plugins.
-    '-DexcludeGroupIds=org.apache.kafka',
+    // The worker provides Kafka's own classes to plugins, and Jackson: a second jackson-databind in
+    // the plugin makes the worker's service-loaded Jackson modules "not a subtype" of its Module.
+    '-DexcludeGroupIds=org.apache.kafka,com.fasterxml.jackson.core',
     `-DexcludeArtifactIds=${UNUSED_DRIVERS.join(',')}`,
     `-DoutputDirectory=${out}`,
   ]);
