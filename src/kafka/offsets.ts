@@ -20,9 +20,13 @@ export interface TableProgress {
 export interface SnapshotState {
   /** 'running' until every selected table has been read and acknowledged. */
   state: 'running' | 'done';
-  /** The slot's consistent point that the snapshot was read at (X/Y). */
+  /** The slot's consistent point that the snapshot was read at (X/Y); 0/0 before the slot exists. */
   consistentPoint: string;
-  tables: Record<string, TableProgress>;
+  /**
+   * Rows acknowledged per table while the snapshot runs. Left out once it is done, so the
+   * streaming offset stays small and of constant size whatever the number of tables.
+   */
+  tables?: Record<string, TableProgress>;
 }
 
 export interface OffsetRecord {

@@ -13,7 +13,7 @@ import { keyColumnNames, tableName } from '../postgres/catalog.ts';
 import { PostgresEndpoint, describePgError } from '../postgres/connection.ts';
 import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { ensurePublication } from '../postgres/publication.ts';
-import { dropSlot } from '../postgres/replication/slot.ts';
+import { dropSlot, lockSlot } from '../postgres/replication/slot.ts';
 import { ReplicationStream } from '../postgres/replication/stream.ts';
 import type { PgoutputMessage } from '../postgres/replication/pgoutput.ts';
 import { TypeCatalog } from '../postgres/types.ts';
@@ -181,6 +181,8 @@ export class Connector {
     const query = (this.#query = await endpoint.connect({ applicationName: `pgcdc-${s.name}` }));
     // A lost query connection (server restart, dropped tunnel) fails the run.
     query.on('error', (e: Error) => this.#fail(describePgError(e, s.postgres, endpoint.tls === true)));
+    // Held on this connection until the run ends: one worker per slot.
+    await lockSlot(query, s.slot.name);
     const tables = await resolveTables(query, {
       schemas: s.postgres.schemas,
       include: s.tables.include,
@@ -246,6 +248,7 @@ export class Connector {
           whilePaused: () => this.#whilePaused(),
         },
         tables,
+        { dropSlot: plan.dropSlot, temporary: s.snapshot.mode === 'initial_only' },
       );
       if (s.snapshot.mode === 'initial_only') {
         await this.#drain();

@@ -8,7 +8,9 @@ import { createSlotWithSnapshot, slotInfo, type SlotInfo } from '../postgres/rep
 import type { Logger } from '../worker/log.ts';
 import type { PipelineSettings } from './settings.ts';
 
-export type StartPlan = { kind: 'snapshot' } | { kind: 'stream'; lsn: Lsn } | { kind: 'done' };
+export type StartPlan =
+  /** dropSlot: the slot of an earlier run of this connector exists and makes way for a new one. */
+  { kind: 'snapshot'; dropSlot: boolean } | { kind: 'stream'; lsn: Lsn } | { kind: 'done' };
 
 export interface PlanContext {
   settings: PipelineSettings;
@@ -34,9 +36,20 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
   }
   const mode = s.snapshot.mode;
   const snapshotDone = stored !== null && stored.snapshot?.state !== 'running';
-  if (mode === 'always') return { kind: 'snapshot' };
+  const snapshot = (): StartPlan => {
+    // Only a slot that a stored offset of this connector vouches for is pgcdc's to drop: any
+    // other slot of that name may be another consumer's position.
+    if (slot && !stored) {
+      throw new UserError(
+        `replication slot ${s.slot.name} exists, but connector ${s.name} has no stored offset for it, so pgcdc did not create it ` +
+          `and will not drop it; set slot.name, or if nothing uses it: SELECT pg_drop_replication_slot('${s.slot.name}');`,
+      );
+    }
+    return { kind: 'snapshot', dropSlot: slot !== null };
+  };
+  if (mode === 'always') return snapshot();
   if (mode === 'initial' || mode === 'initial_only' || mode === 'when_needed') {
-    if (!snapshotDone) return { kind: 'snapshot' };
+    if (!snapshotDone) return snapshot();
     if (mode === 'initial_only') {
       ctx.log.info('snapshot already completed; snapshot.mode=initial_only has nothing left to do');
       return { kind: 'done' };
@@ -47,7 +60,7 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
   if (lost) {
     if (mode === 'when_needed') {
       ctx.log.warn(`${lost}; snapshot.mode=when_needed takes a new snapshot`);
-      return { kind: 'snapshot' };
+      return snapshot();
     }
     throw new UserError(
       `${lost}; changes in between cannot be read again. Set snapshot.mode=when_needed (or always) to take a new snapshot`,

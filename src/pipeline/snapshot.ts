@@ -3,7 +3,7 @@
 // exactly one position. Progress (rows per table) is stored at batch granularity once durable.
 import type pg from 'pg';
 import type { ChangeEvent, Relation, Row } from '../change/event.ts';
-import type { SnapshotState } from '../kafka/offsets.ts';
+import type { SnapshotState, TableProgress } from '../kafka/offsets.ts';
 import { relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
 import type { PostgresEndpoint } from '../postgres/connection.ts';
 import { formatLsn, type Lsn } from '../postgres/lsn.ts';
@@ -41,30 +41,44 @@ export interface InitialLoadContext {
   whilePaused(): Promise<boolean>;
 }
 
-/** Takes the initial load. Returns the LSN streaming starts at (the slot's consistent point). */
-export async function takeSnapshot(ctx: InitialLoadContext, tables: TableRef[]): Promise<Lsn> {
+/**
+ * Takes the initial load. Returns the LSN streaming starts at (the slot's consistent point).
+ * `dropSlot`: the slot of an earlier run is in the way (plan.ts decides it is ours). `temporary`:
+ * no streaming follows, so the slot lives only as long as it takes to export the snapshot.
+ */
+export async function takeSnapshot(
+  ctx: InitialLoadContext,
+  tables: TableRef[],
+  opts: { dropSlot: boolean; temporary: boolean },
+): Promise<Lsn> {
   const s = ctx.settings;
   const { checkpoint, progress } = ctx;
   const interrupted = () => ctx.stopRequested() || ctx.failed();
   // A new snapshot needs a new slot: only its creation exports a snapshot that matches its start.
-  await dropSlot(ctx.query, s.slot.name);
+  if (opts.dropSlot) await dropSlot(ctx.query, s.slot.name);
+  if (!opts.temporary) {
+    // Claim the slot before it exists: a crash between its creation and the first offset must
+    // not leave a slot no stored offset vouches for (the next start would refuse to drop it).
+    checkpoint.begin({ lsn: '0/0', snapshot: { state: 'running', consistentPoint: '0/0' } }, true);
+    await checkpoint.drain();
+  }
   const repl = await ctx.endpoint.connect({ replication: true });
   const snapClient = await ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
   let consistentPoint: Lsn;
   try {
-    const slot = await createSlotWithSnapshot(repl, s.slot.name);
+    const slot = await createSlotWithSnapshot(repl, s.slot.name, { temporary: opts.temporary });
     consistentPoint = slot.consistentPoint;
     await beginSnapshot(snapClient, slot.snapshotName);
   } finally {
-    // The importing transaction holds the snapshot now; the replication connection may go.
+    // The importing transaction holds the snapshot now; the replication connection may go (and
+    // with it a temporary slot).
     await repl.end();
   }
   const cp = formatLsn(consistentPoint);
-  const state: SnapshotState = {
-    state: 'running',
-    consistentPoint: cp,
-    tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
-  };
+  const acknowledged: Record<string, TableProgress> = Object.fromEntries(
+    tables.map((t) => [tableName(t), { rows: 0, done: false }]),
+  );
+  const state: SnapshotState = { state: 'running', consistentPoint: cp, tables: acknowledged };
   // After a new snapshot the stored offset (if any) describes the old slot: start over from here.
   checkpoint.begin({ lsn: cp, snapshot: state }, true);
   await checkpoint.write();
@@ -91,7 +105,7 @@ export async function takeSnapshot(ctx: InitialLoadContext, tables: TableRef[]):
         if (interrupted()) break;
         const done = rows;
         checkpoint.afterDurable(() => {
-          state.tables[name] = { rows: done, done: false };
+          acknowledged[name] = { rows: done, done: false };
           ctx.rows[name] = done;
           progress.tables[name]!.rows = done;
           return { snapshot: state };
@@ -101,7 +115,7 @@ export async function takeSnapshot(ctx: InitialLoadContext, tables: TableRef[]):
       if (interrupted()) break;
       const total = rows;
       checkpoint.afterDurable(() => {
-        state.tables[name] = { rows: total, done: true };
+        acknowledged[name] = { rows: total, done: true };
         ctx.rows[name] = total;
         progress.tables[name] = { ...progress.tables[name]!, rows: total, done: true };
         return { snapshot: state };
@@ -123,7 +137,8 @@ export async function takeSnapshot(ctx: InitialLoadContext, tables: TableRef[]):
   await new Promise<void>((resolve) =>
     checkpoint.afterDurable(() => {
       resolve();
-      return { lsn: cp, snapshot: { ...state, state: 'done' } };
+      // The per-table map served restarts of this snapshot only; the streaming offset stays small.
+      return { lsn: cp, snapshot: { state: 'done', consistentPoint: cp } };
     }),
   );
   await checkpoint.write();

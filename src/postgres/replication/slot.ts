@@ -14,21 +14,27 @@ export interface CreatedSlot {
   snapshotName: string;
 }
 
-/** Creates a pgoutput slot and exports its snapshot. Call on a connection opened with replication=database. */
+/**
+ * Creates a pgoutput slot and exports its snapshot. Call on a connection opened with
+ * replication=database. A temporary slot goes away with that connection (snapshot.mode=initial_only
+ * never streams, so it must not leave a slot holding WAL behind).
+ */
 export async function createSlotWithSnapshot(
   replicationClient: pg.Client,
   slot: string,
+  opts: { temporary?: boolean } = {},
 ): Promise<CreatedSlot> {
+  const temporary = opts.temporary ? ' TEMPORARY' : '';
   let res: pg.QueryResult;
   try {
     res = await replicationClient.query(
-      `CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput (SNAPSHOT 'export')`,
+      `CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput (SNAPSHOT 'export')`,
     );
   } catch (err) {
     // Before PostgreSQL 15 the options have no parentheses (the old form is still accepted after).
     if ((err as { code?: string }).code !== '42601') throw slotError(err, slot);
     res = await replicationClient
-      .query(`CREATE_REPLICATION_SLOT ${ident(slot)} LOGICAL pgoutput EXPORT_SNAPSHOT`)
+      .query(`CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput EXPORT_SNAPSHOT`)
       .catch((e: unknown) => {
         throw slotError(e, slot);
       });
@@ -137,4 +143,34 @@ export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`replication slot ${slot} stayed active; another worker may be using it`);
+}
+
+/** The advisory lock space of slot owners ('pgcd'), apart from single-key locks applications take. */
+const SLOT_LOCK_CLASS = 0x70676364;
+
+/**
+ * Takes the session advisory lock that makes this connection the one owner of `slot` for as
+ * long as it stays open. While a snapshot runs the slot itself is inactive, so the slot's own
+ * `active` flag cannot keep a second worker with the same configuration from taking it over.
+ */
+export async function lockSlot(client: pg.Client, slot: string): Promise<void> {
+  const { rows } = await client.query<{ locked: string }>(
+    'SELECT pg_try_advisory_lock($1::int4, hashtext($2)) AS locked',
+    [SLOT_LOCK_CLASS, slot],
+  );
+  if (rows[0]?.locked === 't' || (rows[0]?.locked as unknown) === true) return;
+  const holder = await client.query<{ pid: string; app: string | null; addr: string | null }>(
+    `SELECT l.pid, a.application_name AS app, host(a.client_addr) AS addr
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int4::oid
+        AND l.objid = hashtext($2)::oid AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [SLOT_LOCK_CLASS, slot],
+  );
+  const h = holder.rows[0];
+  const who = h
+    ? ` (PostgreSQL backend pid ${h.pid}${h.app ? `, application_name ${h.app}` : ''}${h.addr ? ` from ${h.addr}` : ''})`
+    : '';
+  throw new UserError(
+    `replication slot ${slot} is owned by another running pgcdc worker${who}; stop that worker, or give this connector its own slot.name`,
+  );
 }

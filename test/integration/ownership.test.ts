@@ -1,0 +1,72 @@
+// One owner per slot: a second worker with the same configuration is refused while the first
+// holds the slot (also while its snapshot runs and the slot itself is inactive), and pgcdc never
+// drops a slot that no stored offset of the connector vouches for.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
+import { defaultSlotName } from '../../src/config/names.ts';
+import { eventually, uniqueName } from '../support/pipeline.ts';
+
+describe('slot ownership', () => {
+  const { db, reader } = stackSuite();
+
+  test('a second worker on the same slot is refused with one line, during the snapshot and while streaming', async () => {
+    const name = uniqueName('own');
+    const t = `${name}_t`;
+    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, v text)`);
+    await db.query(`INSERT INTO ${t} SELECT g, 'v' || g FROM generate_series(1, 3000) g`);
+    const extra = { PGCDC_TABLES_INCLUDE: `public.${t}`, PGCDC_SNAPSHOT_BATCH_SIZE: '100' };
+    const topic = `${name}.public.${t}`;
+
+    const first = startConnector(name, extra);
+    first.connector.pause();
+    await eventually('the snapshot under way (and paused)', async () =>
+      first.connector.state === 'SNAPSHOT' ? true : undefined,
+    );
+    const refused = startConnector(name, extra);
+    await assert.rejects(refused.running, (err: Error) => {
+      assert.equal(err.name, 'UserError');
+      assert.match(err.message, /owned by another running pgcdc worker/);
+      assert.doesNotMatch(err.message, /\n/, 'one line');
+      return true;
+    });
+    first.connector.resume();
+    await streaming(first);
+    const again = startConnector(name, extra);
+    await assert.rejects(again.running, /owned by another running pgcdc worker/);
+
+    await db.query(`DELETE FROM ${t} WHERE id = 1`);
+    const records = await eventually('the delete after the snapshot', async () => {
+      const r = await reader.read(topic);
+      return r.some((x) => x.value?.op === 'd') ? r : undefined;
+    });
+    await first.connector.stop();
+    await first.running;
+    const reads = records.filter((r) => r.value?.op === 'r').length;
+    assert.equal(reads, 3000, 'one snapshot: the refused workers neither restarted it nor took the slot');
+  });
+
+  test('a slot pgcdc did not create is never dropped: the start is refused with the way out', async () => {
+    const name = uniqueName('foreign');
+    const t = `${name}_t`;
+    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY)`);
+    const slot = defaultSlotName(name);
+    const created = await db.query<{ lsn: string }>(
+      `SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')`,
+      [slot],
+    );
+    const w = startConnector(name, { PGCDC_TABLES_INCLUDE: `public.${t}` });
+    await assert.rejects(w.running, (err: Error) => {
+      assert.equal(err.name, 'UserError');
+      assert.match(err.message, /did not create it and will not drop it/);
+      assert.ok(err.message.includes(`pg_drop_replication_slot('${slot}')`), err.message);
+      return true;
+    });
+    const { rows } = await db.query<{ lsn: string }>(
+      'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
+      [slot],
+    );
+    assert.equal(rows[0]?.lsn, created.rows[0]!.lsn, 'the same slot, untouched');
+    await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+  });
+});
