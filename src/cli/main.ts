@@ -8,7 +8,8 @@ import { PGCDC_VERSION } from '../avro/envelope.ts';
 import { configSecrets, Worker } from '../worker/worker.ts';
 import { WalGuard } from '../worker/wal-guard.ts';
 import { createMetrics } from '../worker/metrics.ts';
-import { Liveness, startHttpServer, type HttpServer } from '../worker/http.ts';
+import { httpTls, Liveness, startHttpServer, type HttpServer } from '../worker/http.ts';
+import { httpAccess } from '../worker/auth.ts';
 import { ProgressReporter } from '../worker/progress.ts';
 import { checkCommand, preflightBeforeRun } from './check.ts';
 import { discoverCommand } from './discover.ts';
@@ -113,6 +114,11 @@ export async function main(argv: string[]): Promise<number> {
     secrets: configSecrets(config),
   });
   log.debug('configuration', { config: redactedConfig(config) });
+  // Before the prerequisite checks: an API left open to the network is refused at once, not after
+  // a minute of connecting to PostgreSQL.
+  const httpEnabled = config.http.port > 0;
+  const access = httpEnabled ? httpAccess(config.http) : null;
+  const tls = httpEnabled ? httpTls(config.http.tls) : null;
   const skipChecks =
     values['skip-checks'] === true || /^(1|true|yes)$/i.test(process.env.PGCDC_SKIP_CHECKS ?? '');
   // The prerequisites (wal_level, privileges, publication, replica identity, slot): refuse to start
@@ -129,9 +135,12 @@ export async function main(argv: string[]): Promise<number> {
   const metrics = createMetrics(worker, guard);
   const liveness = new Liveness();
   let http: HttpServer | null = null;
-  if (config.http.port > 0) {
+  if (access) {
     try {
-      http = await startHttpServer({ worker, metrics, guard, liveness, log }, config.http);
+      http = await startHttpServer(
+        { worker, metrics, guard, liveness, log },
+        { host: config.http.host, port: config.http.port, access, tls },
+      );
     } catch (err) {
       liveness.stop();
       const e = err as NodeJS.ErrnoException;

@@ -462,7 +462,25 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       typeMode: v('avro.typeMode'),
       arrayHandling: v('avro.arrayHandling'),
     },
-    http: { port: v('http.port'), host: v('http.host') },
+    http: {
+      port: v('http.port'),
+      host: v('http.host'),
+      mutations: v('http.mutations'),
+      auth: {
+        token: opt('http.auth.token'),
+        readToken: opt('http.auth.readToken'),
+        username: opt('http.auth.username'),
+        password: opt('http.auth.password'),
+        protectReads: v('http.auth.protectReads'),
+        protectProbes: v('http.auth.protectProbes'),
+      },
+      tls: {
+        cert: opt('http.tls.cert'),
+        key: opt('http.tls.key'),
+        clientCa: opt('http.tls.clientCa'),
+        clientCertRole: v('http.tls.clientCertRole'),
+      },
+    },
     log: { level: v('log.level'), format: v('log.format') },
     heartbeat: {
       intervalMs: v('heartbeat.intervalMs'),

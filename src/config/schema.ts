@@ -65,6 +65,12 @@ function checkPrivateKey(v: string): string | undefined {
     : 'a base64-encoded private key in PEM or OpenSSH format (it decodes to something else)';
 }
 
+// Sent in an Authorization header: visible ASCII only, and long enough not to be guessed.
+function checkHttpToken(v: string): string | undefined {
+  if (!/^[\x21-\x7e]+$/.test(v)) return 'visible ASCII characters only (no spaces)';
+  return v.length >= 16 ? undefined : 'at least 16 characters (e.g. the output of `openssl rand -hex 32`)';
+}
+
 export const schema = {
   name: str(
     'Connector name; the default of the slot, publication, topic prefix and Kafka client id derive from it.',
@@ -286,10 +292,57 @@ export const schema = {
   },
   http: {
     port: int('Port of the health and metrics HTTP server; 0 disables it.', 8080, { min: 0, max: 65535 }),
-    host: str('Address the HTTP server listens on.', '0.0.0.0', {
-      pattern: '^.+$',
-      expect: 'a non-empty address',
-    }),
+    host: str(
+      'Address the HTTP server listens on. The default is loopback only: set 0.0.0.0 (as the Helm chart does) to serve probes and metrics to other hosts, which needs http.auth.token (or another credential) or http.mutations: false.',
+      '127.0.0.1',
+      { pattern: '^.+$', expect: 'a non-empty address' },
+    ),
+    mutations: bool(
+      'Serve the endpoints that change the connector (pause, resume, restart and every other non-GET request); false answers them 403. While on, a credential (http.auth.token, http.auth.username/password or http.tls.clientCa) is required unless http.host is a loopback address.',
+      true,
+    ),
+    auth: {
+      token: str(
+        'Bearer token of the operator role: may pause, resume and restart (and read). At least 16 visible ASCII characters, e.g. `openssl rand -hex 32`.',
+        null,
+        { sensitive: true, check: checkHttpToken },
+      ),
+      readToken: str(
+        'Bearer token of the read role: may read protected endpoints (http.auth.protectReads), gets 403 on changes.',
+        null,
+        { sensitive: true, check: checkHttpToken },
+      ),
+      username: str('Basic-auth user of the operator role (with http.auth.password).', null, {
+        pattern: '^[^:\\s]+$',
+        expect: 'a user name without ":" or spaces',
+      }),
+      password: str('Basic-auth password of http.auth.username (at least 16 characters).', null, {
+        sensitive: true,
+        check: checkHttpToken,
+      }),
+      protectReads: bool(
+        'Also require a credential (either role) for /metrics and the GET endpoints under /connectors (status, offsets).',
+        false,
+      ),
+      protectProbes: bool(
+        'Also require a credential for /healthz and /readyz (Kubernetes probes then need an Authorization header).',
+        false,
+      ),
+    },
+    tls: {
+      cert: str(
+        `Server certificate (chain); with http.tls.key the HTTP server speaks HTTPS only. ${PEM_OR_FILE}`,
+      ),
+      key: str(`Private key of http.tls.cert. ${PEM_OR_FILE}`, null, { sensitive: true }),
+      clientCa: str(
+        `CA certificate(s) of client certificates: a client presenting a certificate it signed is identified by the certificate's subject. Asked for, not required, so probes without one keep working. ${PEM_OR_FILE}`,
+      ),
+      clientCertRole: oneOf(
+        'Role of a client verified by http.tls.clientCa.',
+        ['operator', 'read'],
+        'operator',
+      ),
+    },
   },
   log: {
     level: oneOf('Log level.', ['debug', 'info', 'warn', 'error'], 'info'),

@@ -86,7 +86,28 @@ export interface PgcdcConfig {
     typeMode: 'debezium' | 'avro';
     arrayHandling: 'array' | 'string';
   };
-  http: { port: number; host: string };
+  http: {
+    port: number;
+    host: string;
+    mutations: boolean;
+    auth: {
+      /** Sensitive. */
+      token?: string;
+      /** Sensitive. */
+      readToken?: string;
+      username?: string;
+      /** Sensitive. */
+      password?: string;
+      protectReads: boolean;
+      protectProbes: boolean;
+    };
+    tls: {
+      cert?: string;
+      /** Sensitive. */ key?: string;
+      clientCa?: string;
+      clientCertRole: 'operator' | 'read';
+    };
+  };
   log: { level: LogLevel; format: 'json' | 'pretty' | 'auto' };
   heartbeat: { intervalMs: number; query?: string; walWarnBytes: number };
 }

@@ -12,8 +12,18 @@
 //   PUT  /connectors/{name}/pause         202
 //   PUT  /connectors/{name}/resume        202
 //   POST /connectors/{name}/restart       204 (also /tasks/0/restart)
+//
+// Who may call what is decided before routing (src/worker/auth.ts), so an endpoint added here is
+// covered by the same rules; every change (any method but GET/HEAD) leaves one audit line naming
+// the caller's identity, never its credential.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import { readPem } from '../postgres/connection.ts';
+import { UserError } from '../errors.ts';
+import type { PgcdcConfig } from '../config/types.ts';
+import { authorize, classify, type HttpAccess } from './auth.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { WalGuard } from './wal-guard.ts';
@@ -49,6 +59,7 @@ export class Liveness {
 
 export interface HttpServer {
   readonly port: number;
+  readonly scheme: 'http' | 'https';
   close(): Promise<void>;
 }
 
@@ -68,17 +79,97 @@ class HttpError extends Error {
   }
 }
 
+export interface HttpTls {
+  cert: string;
+  key: string;
+  clientCa?: string;
+}
+
+/** The server's TLS material, read now so that a bad path is a start-up error naming the setting. */
+export function httpTls(tls: PgcdcConfig['http']['tls']): HttpTls | null {
+  if (tls.cert === undefined || tls.key === undefined) return null;
+  const out: HttpTls = {
+    cert: readPem(tls.cert, 'http.tls.cert'),
+    key: readPem(tls.key, 'http.tls.key'),
+    ...(tls.clientCa !== undefined ? { clientCa: readPem(tls.clientCa, 'http.tls.clientCa') } : {}),
+  };
+  try {
+    createSecureContext({ cert: out.cert, key: out.key });
+  } catch (err) {
+    // OpenSSL's reason (e.g. "key values mismatch"); it never quotes the key.
+    const reason = (err as Error).message.replace(/^error:[0-9A-F]+:[^:]*:/i, '');
+    throw new UserError(`http.tls.key: cannot be used with http.tls.cert (${reason})`);
+  }
+  if (out.clientCa !== undefined) {
+    try {
+      createSecureContext({ ca: out.clientCa });
+    } catch (err) {
+      throw new UserError(`http.tls.clientCa: not a usable CA certificate (${(err as Error).message})`);
+    }
+  }
+  return out;
+}
+
+function pathOf(req: IncomingMessage): string {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  return url.pathname.replace(/\/+$/, '') || '/';
+}
+
 export async function startHttpServer(
   deps: HttpDeps,
-  opts: { host: string; port: number },
+  opts: { host: string; port: number; access: HttpAccess; tls?: HttpTls | null },
 ): Promise<HttpServer> {
-  const server: Server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const method = req.method ?? 'GET';
+    let path: string;
+    try {
+      path = pathOf(req);
+    } catch {
+      req.resume();
+      json(res, 400, { error_code: 400, message: 'malformed request URL' });
+      return;
+    }
+    const cls = classify(method, path);
+    const verdict = authorize(opts.access, cls, req);
+    if (cls === 'change') {
+      const by = verdict.identity?.name ?? 'anonymous';
+      const from = req.socket.remoteAddress ?? 'unknown';
+      res.once('finish', () => {
+        const status = res.statusCode;
+        const result = status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed';
+        const line = `audit: ${method} ${path} by ${by} from ${from}: ${status} ${result}`;
+        const audit = { method, path, identity: by, remote: from, status, result };
+        if (result === 'ok') deps.log.info(line, { audit });
+        else deps.log.warn(line, { audit });
+      });
+    }
+    if (!verdict.ok) {
+      req.resume();
+      if (verdict.status === 401) res.setHeader('www-authenticate', opts.access.challenges);
+      json(res, verdict.status, { error_code: verdict.status, message: verdict.message });
+      return;
+    }
     handle(deps, req, res).catch((err: unknown) => {
       const status = err instanceof HttpError ? err.status : 500;
-      if (status === 500) deps.log.error('HTTP handler failed', { err, path: req.url });
+      if (status === 500) deps.log.error('HTTP handler failed', { err, path });
       json(res, status, { error_code: status, message: err instanceof Error ? err.message : String(err) });
     });
-  });
+  };
+  const tls = opts.tls ?? null;
+  // Client certificates are asked for but not required by the handshake: probes and callers with a
+  // token still connect, and authorize() tells a verified certificate from a refused one.
+  const server: Server = tls
+    ? createTlsServer(
+        {
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.clientCa !== undefined
+            ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false }
+            : {}),
+        },
+        onRequest,
+      )
+    : createServer(onRequest);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -88,9 +179,17 @@ export async function startHttpServer(
     });
   });
   const port = (server.address() as AddressInfo).port;
-  deps.log.info('HTTP server listening', { host: opts.host, port });
+  const scheme = tls ? 'https' : 'http';
+  deps.log.info('HTTP server listening', {
+    host: opts.host,
+    port,
+    scheme,
+    mutations: opts.access.mutations,
+    auth: opts.access.openChanges ? 'none (loopback only)' : 'required for changes',
+  });
   return {
     port,
+    scheme,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -111,8 +210,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 
 async function handle(deps: HttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { worker } = deps;
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const path = url.pathname.replace(/\/+$/, '') || '/';
+  const path = pathOf(req);
   const method = req.method ?? 'GET';
   const allow = (...methods: string[]): void => {
     if (!methods.includes(method) && !(method === 'HEAD' && methods.includes('GET'))) {

@@ -84,7 +84,7 @@ describe('loadConfig', () => {
     assert.equal(cfg.avro.toastPlaceholder, '__debezium_unavailable_value');
     assert.equal(cfg.avro.timePrecision, 'adaptive');
     assert.equal(cfg.avro.typeMode, 'debezium');
-    assert.deepEqual(cfg.http, { port: 8080, host: '0.0.0.0' });
+    assert.deepEqual([cfg.http.port, cfg.http.host, cfg.http.mutations], [8080, '127.0.0.1', true]);
     assert.deepEqual(cfg.log, { level: 'info', format: 'auto' });
     assert.equal(cfg.heartbeat.intervalMs, 0);
     assert.equal(cfg.heartbeat.walWarnBytes, 1024 ** 3);
