@@ -120,9 +120,10 @@ function changeEvents(
   if (msg.tag === 'insert') return [{ ...base, op: 'c', relation, before: null, after: msg.after }];
   if (msg.tag === 'delete') return [{ ...base, op: 'd', relation, before: msg.before, after: null }];
   if (msg.before && keyChanged(relation, msg.before, msg.after)) {
+    // Each half names the other key (Debezium's __debezium.newkey / __debezium.oldkey headers).
     return [
-      { ...base, op: 'd', relation, before: msg.before, after: null },
-      { ...base, op: 'c', relation, before: null, after: msg.after },
+      { ...base, op: 'd', relation, before: msg.before, after: null, newKeyRow: msg.after },
+      { ...base, op: 'c', relation, before: null, after: msg.after, oldKeyRow: msg.before },
     ];
   }
   return [

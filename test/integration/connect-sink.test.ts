@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
+import { rawRecords } from '../support/avro-python.ts';
 import { startConnectWorker, type ConnectWorker } from '../support/connect.ts';
 import { eventually, stackSettings, uniqueName } from '../support/pipeline.ts';
 
@@ -275,6 +276,14 @@ describe('Debezium JDBC sink on Kafka Connect reads pgcdc topics unchanged', () 
     assert.deepEqual(
       flags.map((r) => `${r.id}:${r.flag}`),
       ['1:7', '3:7', '5:7', '6:7', '7:9', '200:7'],
+    );
+    // The key change (2 → 200): the delete names the new key, the create the old one.
+    const withHeaders = (await rawRecords(`${prefix}.public.${t}`)).filter(
+      (r) => Object.keys(r.headers).length > 0,
+    );
+    assert.deepEqual(
+      withHeaders.map((r) => r.headers),
+      [{ '__debezium.newkey': '{"id":200}' }, { '__debezium.oldkey': '{"id":2}' }],
     );
     await w.connector.stop();
     await w.running;

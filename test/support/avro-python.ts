@@ -23,8 +23,14 @@ export function pythonAvro(): string {
 
 export type PythonDecoded = { ok: true; value: Record<string, unknown> } | { ok: false; error: string };
 
-/** Every non-null value of `topic` (from the beginning to its current end), as raw bytes. */
-async function rawValues(topic: string): Promise<Buffer[]> {
+export interface RawRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, string>;
+}
+
+/** Every record of `topic` (from the beginning to its current end), undecoded, in offset order. */
+export async function rawRecords(topic: string): Promise<RawRecord[]> {
   const kafka = new Kafka({ brokers: stackSettings().brokers.split(','), logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
@@ -36,7 +42,7 @@ async function rawValues(topic: string): Promise<Buffer[]> {
   } finally {
     await admin.disconnect();
   }
-  const out: Array<{ p: number; o: bigint; v: Buffer }> = [];
+  const out: Array<{ p: number; o: bigint; r: RawRecord }> = [];
   if (ends.size === 0) return [];
   const consumer = kafka.consumer({ groupId: `pgcdc-test-py-${randomUUID()}` });
   await consumer.connect();
@@ -47,7 +53,13 @@ async function rawValues(topic: string): Promise<Buffer[]> {
         .run({
           autoCommit: false,
           eachMessage: async ({ partition, message }) => {
-            if (message.value) out.push({ p: partition, o: BigInt(message.offset), v: message.value });
+            const headers: Record<string, string> = {};
+            for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
+            out.push({
+              p: partition,
+              o: BigInt(message.offset),
+              r: { key: message.key, value: message.value, headers },
+            });
             const end = ends.get(partition);
             if (end !== undefined && BigInt(message.offset) + 1n >= end) ends.delete(partition);
             if (ends.size === 0) resolve();
@@ -59,7 +71,7 @@ async function rawValues(topic: string): Promise<Buffer[]> {
     await consumer.disconnect();
   }
   out.sort((a, b) => a.p - b.p || (a.o < b.o ? -1 : a.o > b.o ? 1 : 0));
-  return out.map((r) => r.v);
+  return out.map((x) => x.r);
 }
 
 /** Decodes every value record of `topic` with Python's avro; one result per record, in order. */
@@ -67,7 +79,8 @@ export async function decodeTopicWithPython(topic: string): Promise<PythonDecode
   const registry = stackSettings().registryUrl;
   const schemas = new Map<number, string>();
   const items: Array<{ schema: string; data: string }> = [];
-  for (const v of await rawValues(topic)) {
+  for (const { value: v } of await rawRecords(topic)) {
+    if (!v) continue; // a tombstone
     if (v[0] !== 0 || v.length < 5)
       throw new Error(`${topic}: a value without the Confluent wire-format header`);
     const id = v.readUInt32BE(1);
