@@ -113,12 +113,21 @@ function clock(microsOfDay: number, width: number): string {
  */
 export function zonedTimestamp(text: string, precision: number): string {
   if (text === 'infinity' || text === '-infinity') return text;
+  // pgcdc's sessions run with TimeZone UTC, so PostgreSQL already prints the instant in UTC: only
+  // the separators and the fraction's width change (years 1000..9999, the common case).
+  const utc = UTC_TEXT.exec(text);
+  if (utc) {
+    const frac = precision > 0 ? `.${(utc[3] ?? '').padEnd(6, '0').slice(0, precision)}` : '';
+    return `${utc[1]}T${utc[2]}${frac}Z`;
+  }
   const micros = parseTimestamptz(text);
   const days = micros >= 0n ? micros / MICROS_PER_DAY : -((-micros + MICROS_PER_DAY - 1n) / MICROS_PER_DAY);
   const microsOfDay = Number(micros - days * MICROS_PER_DAY);
   const [y, mo, d] = civilFromDays(Number(days));
   return `${isoYear(y)}-${pad(mo, 2)}-${pad(d, 2)}T${clock(microsOfDay, precision)}Z`;
 }
+
+const UTC_TEXT = /^([1-9]\d{3}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
 
 const TIMETZ = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?([+-])(\d{2})(?::?(\d{2}))?(?::?(\d{2}))?$/;
 

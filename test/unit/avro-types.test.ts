@@ -11,6 +11,7 @@ import {
   type PgTypeInfo,
 } from '../../src/avro/types.ts';
 import { avroTypeForSchema } from '../../src/avro/envelope.ts';
+import { zonedTimestamp } from '../../src/avro/temporal.ts';
 import { daysFromCivil, decimalBytesToText } from '../../src/avro/values.ts';
 
 const numericMod = (p: number, s: number): number => ((p << 16) | (s & 0x7ff)) + 4;
@@ -241,6 +242,21 @@ test('dates and times through Avro: Debezium mode', () => {
   assert.equal(roundTrip(1184, '0044-03-15 12:00:00+00 BC'), '-0043-03-15T12:00:00.000000Z');
   assert.equal(roundTrip(1184, '10000-01-01 00:00:00+00'), '+10000-01-01T00:00:00.000000Z');
   assert.equal(roundTrip(1184, '1969-12-31 23:59:59.999999+00'), '1969-12-31T23:59:59.999999Z');
+});
+
+test('ZonedTimestamp: the UTC fast path agrees with the general conversion', () => {
+  for (const text of [
+    '2024-01-02 03:04:05',
+    '1000-01-01 00:00:00.000001',
+    '9999-12-31 23:59:59.999999',
+    '1970-01-01 00:00:00.5',
+  ]) {
+    for (const p of [0, 1, 3, 6]) {
+      if (p === 0 && text.includes('.')) continue; // timestamptz(0) never has a fraction
+      // '+00:00' takes the general path (parse to an instant, format it).
+      assert.equal(zonedTimestamp(`${text}+00`, p), zonedTimestamp(`${text}+00:00`, p), `${text} (${p})`);
+    }
+  }
 });
 
 test('dates and times through Avro: Avro mode clamps to what standard readers represent', () => {
