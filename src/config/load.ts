@@ -449,6 +449,11 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       token: opt('registry.token'),
       ca: opt('registry.ca'),
     },
+    delivery: {
+      mode: v('delivery.mode'),
+      transactionMs: v('delivery.transactionMs'),
+      transactionMaxBytes: v('delivery.transactionMaxBytes'),
+    },
     offsets: {
       topic: v('offsets.topic'),
       commitIntervalMs: v('offsets.commitIntervalMs'),

@@ -242,6 +242,23 @@ export const schema = {
     token: str('Bearer token (instead of username/password).', null, { sensitive: true }),
     ca: str(`CA certificate(s) to verify the registry with. ${PEM_OR_FILE}`),
   },
+  delivery: {
+    mode: oneOf(
+      'at-least-once: records and offsets are acknowledged separately; a crash repeats what was acknowledged after the last stored offset. exactly-once: each Kafka transaction holds whole PostgreSQL transactions and the offset that covers them, so a consumer with isolation.level=read_committed sees every change once (needs transactional.id ACLs and a broker with transactions; see docs/durability.md "Exactly-once").',
+      ['at-least-once', 'exactly-once'],
+      'at-least-once',
+    ),
+    transactionMs: int(
+      'exactly-once: a Kafka transaction is committed at the first PostgreSQL commit (or snapshot batch) after it is this old, in milliseconds; lower means less latency, more commits.',
+      100,
+      { min: 1, max: 30_000 },
+    ),
+    transactionMaxBytes: bytes(
+      'exactly-once: a Kafka transaction is committed at the first PostgreSQL commit (or position inside a large transaction, or snapshot batch) after it holds this many bytes of records.',
+      16 * 1024 ** 2,
+      { min: 1 },
+    ),
+  },
   offsets: {
     topic: str('Compacted topic where source offsets are stored.', 'pgcdc-offsets', {
       pattern: TOPIC_PATTERN,

@@ -77,6 +77,7 @@ export interface PgcdcConfig {
     token?: string;
     ca?: string;
   };
+  delivery: { mode: 'at-least-once' | 'exactly-once'; transactionMs: number; transactionMaxBytes: number };
   offsets: { topic: string; commitIntervalMs: number; statusIntervalMs: number };
   avro: {
     toastPlaceholder: string;

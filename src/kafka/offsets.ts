@@ -140,6 +140,15 @@ export class OffsetStore {
       if (error.name === 'KafkaJSGroupCoordinatorNotFound') outcome.resolve(error);
       else outcome.reject(this.#readError(error, groupId));
     });
+    // The end is judged on every fetched batch, also one that held only transaction markers or
+    // aborted records (exactly-once mode): kafkajs hands those to no eachBatch, and a batch's last
+    // data record is not the partition's last offset when a commit marker follows it.
+    const removeBatchListener = consumer.on(consumer.events.END_BATCH_PROCESS, (event) => {
+      const { partition, lastOffset } = event.payload as { partition: number; lastOffset: string };
+      const end = remaining.get(partition);
+      if (end !== undefined && BigInt(lastOffset) + 1n >= end) remaining.delete(partition);
+      if (remaining.size === 0) outcome.resolve(null);
+    });
     const deadlineMs = Math.max(0, deadline - Date.now());
     const timer = setTimeout(
       () => outcome.reject(this.#deadlineError(groupId, lastCrash, deadlineMs)),
@@ -157,12 +166,6 @@ export class OffsetStore {
                 latest = m.value ? (JSON.parse(m.value.toString()) as OffsetRecord) : null;
               }
             }
-            const end = remaining.get(batch.partition);
-            if (end !== undefined && BigInt(batch.highWatermark) >= end) {
-              const last = batch.messages.at(-1);
-              if (!last || BigInt(last.offset) + 1n >= end) remaining.delete(batch.partition);
-            }
-            if (remaining.size === 0) outcome.resolve(null);
           },
         });
       })();
@@ -172,6 +175,7 @@ export class OffsetStore {
     } finally {
       clearTimeout(timer);
       removeCrashListener();
+      removeBatchListener();
       // A consumer whose broker is gone can take long to leave its group: never wait on it for more.
       await Promise.race([consumer.disconnect().catch(() => undefined), sleep(5_000)]);
     }

@@ -2,7 +2,13 @@
 // The rule lives here and nowhere else: the position moves only when the sink says the records
 // before it are durable (afterDurable), the offset record is pushed through the same sink, and
 // PostgreSQL is told an LSN only when the offset record that covers it is durable too.
+//
+// With a transactional sink (delivery.mode exactly-once, src/kafka/transactional.ts) the offset
+// record is not pushed on its own: the sink asks for it when it commits a Kafka transaction, after
+// the markers of that transaction moved the position, so the record is committed atomically with
+// the records it covers; the LSN is confirmed once that commit is done.
 import type { OffsetRecord, OffsetStore } from '../kafka/offsets.ts';
+import type { CommitHook, TransactionalSink } from '../kafka/transactional.ts';
 import { parseLsn, type Lsn } from '../postgres/lsn.ts';
 import type { Sink } from './sink.ts';
 
@@ -10,6 +16,9 @@ import type { Sink } from './sink.ts';
 export interface LsnConfirmer {
   confirm(lsn: Lsn): void;
 }
+
+const isTransactional = (sink: Sink): sink is Sink & TransactionalSink =>
+  (sink as Partial<TransactionalSink>).transactional === true;
 
 export type PositionUpdate = Partial<Omit<OffsetRecord, 'ts_ms'>>;
 
@@ -28,6 +37,7 @@ export class Checkpoint {
     this.#sink = sink;
     this.#offsets = offsets;
     this.#stored = stored;
+    if (isTransactional(sink)) sink.onCommit(() => this.#offsetForCommit());
   }
 
   /** The latest durable position (may be ahead of what is stored). */
@@ -85,6 +95,11 @@ export class Checkpoint {
    * the stored position and its LSN is confirmed. Never confirms more than the offset says.
    */
   async write(): Promise<void> {
+    if (isTransactional(this.#sink)) {
+      // The offset rides in the next Kafka transaction; this asks for it to be committed soon.
+      if (!this.#sink.failure) await this.#sink.requestCommit();
+      return;
+    }
     if (!this.#dirty || this.#writing || this.#sink.failure) return;
     this.#writing = true;
     try {
@@ -101,6 +116,22 @@ export class Checkpoint {
     } finally {
       this.#writing = false;
     }
+  }
+
+  /** The offset record of the current position for the Kafka transaction being committed. */
+  #offsetForCommit(): ReturnType<CommitHook> {
+    if (!this.#dirty) return null;
+    this.#dirty = false;
+    const offset = structuredClone({ ...this.#position, ts_ms: Date.now() });
+    const lsn = parseLsn(offset.lsn);
+    const snapshotRunning = offset.snapshot?.state === 'running';
+    return {
+      record: this.#offsets.record(offset),
+      committed: () => {
+        this.#stored = offset;
+        if (!snapshotRunning) this.#confirmer?.confirm(lsn);
+      },
+    };
   }
 
   /** Waits for everything in flight, writes the final offset and waits for it too. */

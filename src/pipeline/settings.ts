@@ -32,6 +32,8 @@ export interface PipelineSettings {
     compression?: 'none' | 'gzip';
   };
   registry: RegistrySettings;
+  /** exactly-once: records and the offset covering them in one Kafka transaction (src/kafka/transactional.ts). */
+  delivery?: { mode: 'at-least-once' | 'exactly-once'; transactionMs: number; transactionMaxBytes: number };
   offsets: { topic: string; commitIntervalMs: number; statusIntervalMs: number };
   avro: AvroOptions;
 }
