@@ -18,7 +18,7 @@ export type Role = 'operator' | 'read';
 export type RequestClass = 'probe' | 'read' | 'change';
 
 export interface Identity {
-  /** Printable, never a secret: token:operator, token:read, basic:<user>, cert:<subject>. */
+  /** Printable, never a secret: operator-token, read-token, user:<name>, cert:<subject> (no "token:", which the log redaction would eat). */
   name: string;
   role: Role;
 }
@@ -92,12 +92,12 @@ export function httpAccess(http: PgcdcConfig['http']): HttpAccess {
   }
   const tokens: Secret[] = [];
   if (auth.token !== undefined)
-    tokens.push({ name: 'token:operator', role: 'operator', digest: digest(auth.token) });
+    tokens.push({ name: 'operator-token', role: 'operator', digest: digest(auth.token) });
   if (auth.readToken !== undefined)
-    tokens.push({ name: 'token:read', role: 'read', digest: digest(auth.readToken) });
+    tokens.push({ name: 'read-token', role: 'read', digest: digest(auth.readToken) });
   const basic =
     auth.username !== undefined && auth.password !== undefined
-      ? { username: digest(auth.username), password: digest(auth.password), name: `basic:${auth.username}` }
+      ? { username: digest(auth.username), password: digest(auth.password), name: `user:${auth.username}` }
       : null;
   const certRole = tls.clientCa !== undefined ? tls.clientCertRole : null;
   const operatorCredential = auth.token !== undefined || basic !== null || certRole === 'operator';
