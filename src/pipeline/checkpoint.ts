@@ -134,6 +134,17 @@ export class Checkpoint {
     };
   }
 
+  /**
+   * Forgets the stored position: a tombstone for the connector's key, through the same sink, so
+   * the next start finds no offset. Durable when this resolves.
+   */
+  async forget(): Promise<void> {
+    const r = this.#offsets.record(this.#position);
+    await this.#sink.push({ topic: r.topic, key: r.key, value: null });
+    await this.#sink.flush();
+    this.#stored = null;
+  }
+
   /** Waits for everything in flight, writes the final offset and waits for it too. */
   async drain(): Promise<void> {
     if (this.#sink.failure) return;

@@ -8,6 +8,7 @@ import type { ChangeEvent, Relation } from '../change/event.ts';
 import { relationSelector, resolveTables } from '../capture/selection.ts';
 import { connectKafka, describeKafkaError, durableProducer, kafkaClient } from '../kafka/client.ts';
 import { OffsetStore, type OffsetRecord } from '../kafka/offsets.ts';
+import { ExactlyOnceSink, transactionalId, transactionalProducer } from '../kafka/transactional.ts';
 import { Topics } from '../kafka/topics.ts';
 import { keyColumnNames, tableName } from '../postgres/catalog.ts';
 import { PostgresEndpoint, describePgError } from '../postgres/connection.ts';
@@ -96,6 +97,11 @@ export class Connector {
   /** The latest durable position (it may be ahead of what the offsets topic holds yet). */
   get position(): OffsetRecord {
     return this.#checkpoint?.position ?? { lsn: '0/0', ts_ms: 0 };
+  }
+
+  /** The position the offsets topic has acknowledged (what a restart resumes from); null when none. */
+  get storedPosition(): OffsetRecord | null {
+    return this.#checkpoint?.stored ?? null;
   }
 
   /** The query connection (catalog, heartbeats, slot monitoring); null before it is open. */
@@ -195,17 +201,33 @@ export class Connector {
     this.#admin = kafka.admin();
     await connectKafka(this.#admin, s.kafka);
     const topics = new Topics(this.#admin, s.topics);
-    this.#producer = durableProducer(kafka);
+    const txId = transactionalId(s.name, s.slot.name);
+    const delivery = s.delivery ?? {
+      mode: 'at-least-once',
+      transactionMs: 100,
+      transactionMaxBytes: 16 << 20,
+    };
+    const exactlyOnce = delivery.mode === 'exactly-once';
+    this.#producer = exactlyOnce ? transactionalProducer(kafka, txId) : durableProducer(kafka);
     await connectKafka(this.#producer, s.kafka);
-    const sink = (this.#sink = kafkaSink(this.#producer, {
+    const sinkOptions = {
       compression: s.kafka.compression,
       maxInFlightBytes: s.kafka.maxInFlightBytes,
       maxInFlightRecords: s.kafka.maxInFlightRecords,
-      onError: (e) => {
+      onError: (e: Error) => {
         this.#observer.onProduceError?.(e);
         this.#fail(describeKafkaError(e, s.kafka));
       },
-    }));
+    };
+    const sink = (this.#sink = exactlyOnce
+      ? new ExactlyOnceSink(this.#producer, {
+          ...sinkOptions,
+          id: txId,
+          lingerMs: delivery.transactionMs,
+          maxTransactionBytes: delivery.transactionMaxBytes,
+          maxTransactionRecords: s.kafka.maxInFlightRecords ?? 100_000,
+        })
+      : kafkaSink(this.#producer, sinkOptions));
     const offsets = new OffsetStore(kafka, s.offsets.topic, { connector: s.name, slot: s.slot.name });
     await offsets.ensureTopic(topics);
     this.#registry = new Registry(s.registry);
@@ -217,6 +239,9 @@ export class Connector {
       database: s.postgres.database,
     });
 
+    // Exactly-once: fence an older worker first, so every transaction it left is decided
+    // (aborted, or its commit finished) before the offset is read with read_committed.
+    if (sink instanceof ExactlyOnceSink) await connectKafka({ connect: () => sink.fence() }, s.kafka);
     const stored = await offsets.read();
     const checkpoint = (this.#checkpoint = new Checkpoint(sink, offsets, stored));
     const plan = await planStart(
@@ -305,11 +330,13 @@ export class Connector {
           for (const event of transactions.changes(msg, walStart)) {
             await this.#publish(event);
             this.stats.changes++;
-            const handled = event.seq + 1;
-            if (handled % PARTIAL_PROGRESS_EVERY === 0) {
-              const commitLsn = formatLsn(event.commitLsn);
-              checkpoint.afterDurable(() => ({ txCommitLsn: commitLsn, txSeq: handled }));
-            }
+          }
+          // Positions lie between messages (a key-changing update is two events of one message).
+          const open = transactions.open!;
+          if (open.seq % PARTIAL_PROGRESS_EVERY === 0) {
+            const commitLsn = formatLsn(open.commitLsn);
+            const handled = open.seq;
+            checkpoint.afterDurable(() => ({ txCommitLsn: commitLsn, txSeq: handled }));
           }
           return;
         }
@@ -357,12 +384,25 @@ export class Connector {
     });
     await Promise.race([streaming, this.#stopSignal.promise]);
     await stream.halt();
+    // Stopped inside a transaction: what was published of it is stored as a position inside it,
+    // so the next start (which reads the transaction again) skips exactly that part.
+    const open = transactions.open;
+    if (open && open.seq > 0) {
+      const commitLsn = formatLsn(open.commitLsn);
+      checkpoint.afterDurable(() => ({ txCommitLsn: commitLsn, txSeq: open.seq }));
+    }
     await this.#drain();
     await stream.stop();
     await streaming;
     if (s.slot.dropOnStop && this.#stopRequested && !this.#failure) {
+      // The offset goes first: without the slot it describes nothing, and the next start then
+      // takes a new snapshot (rather than refusing a position no slot holds any more).
+      for (const t of this.#timers) clearInterval(t);
+      await checkpoint.forget();
       await dropSlot(this.#query!, s.slot.name);
-      this.#log.info('dropped the replication slot (slot.dropOnStop)', { slot: s.slot.name });
+      this.#log.info('dropped the replication slot and forgot the offset (slot.dropOnStop)', {
+        slot: s.slot.name,
+      });
     }
   }
 
@@ -390,13 +430,15 @@ export class Connector {
   async #drain(): Promise<void> {
     if (!this.#checkpoint || this.#failure) return;
     await this.#checkpoint.drain();
-    this.#log.info('drained', { lsn: this.#checkpoint.position.lsn });
+    const { lsn, txCommitLsn, txSeq } = this.#checkpoint.position;
+    this.#log.info('drained', { lsn, ...(txCommitLsn ? { txCommitLsn, txSeq } : {}) });
   }
 
   async #close(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     await this.#stream?.stop().catch(() => undefined);
+    if (this.#sink instanceof ExactlyOnceSink) this.#sink.close();
     await this.#producer?.disconnect().catch(() => undefined);
     await this.#admin?.disconnect().catch(() => undefined);
     await this.#query?.end().catch(() => undefined);

@@ -377,7 +377,9 @@ export class Worker {
 
   /** GET /connectors/{name}/offsets, in Kafka Connect's shape; the partition is the offset topic's key. */
   offsets(): { offsets: Array<{ partition: Record<string, unknown>; offset: Record<string, unknown> }> } {
-    const position = this.#connector.position;
+    // What the offsets topic acknowledged (what a restart resumes from), not the in-memory position.
+    const position = this.#connector.storedPosition;
+    if (!position) return { offsets: [] };
     const partition = JSON.parse(offsetKey({ connector: this.name, slot: this.#config.slot.name })) as Record<
       string,
       unknown
