@@ -2,7 +2,7 @@
 // snapshot, and streaming handed the slot's consistent point, so the load and the stream meet at
 // exactly one position. Progress (rows per table) is stored at batch granularity once durable.
 import type pg from 'pg';
-import type { ChangeEvent, Relation, Row } from '../change/event.ts';
+import type { ChangeEvent, Relation, Row, SnapshotMarker } from '../change/event.ts';
 import type { SnapshotState, TableProgress } from '../kafka/offsets.ts';
 import { relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
 import type { PostgresEndpoint } from '../postgres/connection.ts';
@@ -87,7 +87,12 @@ export async function takeSnapshot(
   ctx.log.info('snapshot started', { consistentPoint: cp, tables: tables.map(tableName) });
 
   const nowMicros = BigInt(Date.now()) * 1000n;
+  // One row of look-ahead gives Debezium's markers: whether a row ends its table, or the snapshot.
   let held: ChangeEvent | null = null;
+  let heldFirst = { inSnapshot: false, inTable: false };
+  let heldLastInTable = false;
+  const mark = (lastInSnapshot: boolean): SnapshotMarker =>
+    snapshotMarker(heldFirst.inSnapshot, lastInSnapshot, heldFirst.inTable, heldLastInTable);
   try {
     for (const t of tables) {
       const name = tableName(t);
@@ -98,7 +103,12 @@ export async function takeSnapshot(
       let rows = 0;
       for await (const batch of readTable(snapClient, relation, s.snapshot.batchSize)) {
         for (const row of batch) {
-          if (held) await ctx.publish(held);
+          if (held) {
+            held.snapshot = mark(false);
+            await ctx.publish(held);
+          }
+          heldFirst = { inSnapshot: held === null, inTable: rows === 0 };
+          heldLastInTable = false;
           held = snapshotEvent(relation, row, consistentPoint, nowMicros, rows);
           rows++;
         }
@@ -113,6 +123,7 @@ export async function takeSnapshot(
         if (!(await ctx.whilePaused())) break;
       }
       if (interrupted()) break;
+      if (rows > 0) heldLastInTable = true; // the held row ended its table
       const total = rows;
       checkpoint.afterDurable(() => {
         acknowledged[name] = { rows: total, done: true };
@@ -122,7 +133,8 @@ export async function takeSnapshot(
       });
     }
     if (held) {
-      held.snapshot = ctx.stopRequested() ? 'true' : 'last';
+      // A stop ends the snapshot early: its last row is not the snapshot's last.
+      held.snapshot = mark(!ctx.stopRequested());
       await ctx.publish(held);
     }
     await snapClient.query('COMMIT');
@@ -160,4 +172,21 @@ function snapshotEvent(relation: Relation, row: Row, lsn: Lsn, nowMicros: bigint
     seq,
     snapshot: 'true',
   };
+}
+
+/**
+ * Debezium's source.snapshot value for a snapshot row, with its precedence: last of the snapshot,
+ * first of the snapshot, last of its table, first of its table, else 'true'.
+ */
+export function snapshotMarker(
+  firstInSnapshot: boolean,
+  lastInSnapshot: boolean,
+  firstInTable: boolean,
+  lastInTable: boolean,
+): SnapshotMarker {
+  if (lastInSnapshot) return 'last';
+  if (firstInSnapshot) return 'first';
+  if (lastInTable) return 'last_in_data_collection';
+  if (firstInTable) return 'first_in_data_collection';
+  return 'true';
 }
