@@ -1,14 +1,18 @@
 // Transaction decoding: pgoutput messages in, change events out. Pure (no I/O), so every rule
 // about positions inside a transaction is unit-tested without a server.
 //
-// Every change gets its position {commitLsn, seq}: the commit LSN of its transaction and its
-// index in it. That is a total order, and what a restart resumes by: given the stored
-// {txCommitLsn, txSeq}, the replayed transaction's first txSeq changes are skipped.
+// Every change gets its position {commitLsn, seq}: the commit LSN of its transaction and the
+// index in it of the pgoutput change message (insert, update, delete, truncate) it comes from.
+// That is what a restart resumes by: given the stored {txCommitLsn, txSeq}, the replayed
+// transaction's first txSeq messages are skipped. It counts what PostgreSQL sent, not what pgcdc
+// made of it, so it does not depend on the configuration or the catalog: a truncate counts whether
+// or not topics.truncateEvents publishes it, a key-changing update (delete + create) counts once,
+// a change of an unselected table counts too. A position is only ever stored between messages.
 import type { ChangeEvent, Relation, Row } from '../change/event.ts';
 import type { Lsn } from '../postgres/lsn.ts';
 import type { PgoutputMessage } from '../postgres/replication/pgoutput.ts';
 
-/** A position inside a transaction: the changes below `seq` are handled (durable, or skipped). */
+/** A position inside a transaction: the change messages below `seq` are handled (durable, or skipped). */
 export interface TxPosition {
   commitLsn: Lsn;
   seq: number;
@@ -23,7 +27,7 @@ interface OpenTransaction {
   xid: number;
   commitTimeMicros: bigint;
   seq: number;
-  /** Changes below this seq were durable before a restart: skip them (no duplicates). */
+  /** Change messages below this seq were durable before a restart: skip them (no duplicates). */
   skipBelow: number;
 }
 
@@ -67,16 +71,18 @@ export class Transactions {
   }
 
   /**
-   * The change events of one DML message that are to be published, each with its seq. Changes
-   * of unselected tables and changes already durable before a restart are counted, not returned.
+   * The change events of one DML message that are to be published, each with the message's seq.
+   * Messages of unselected tables and messages already durable before a restart are counted, not
+   * returned.
    */
   changes(msg: Dml, walStart: Lsn): ChangeEvent[] {
     const tx = this.#tx;
     if (!tx) throw new Error(`pgoutput ${msg.tag} outside a transaction`);
+    const seq = tx.seq++;
+    if (seq < tx.skipBelow) return [];
     const out: ChangeEvent[] = [];
     for (const event of changeEvents(msg, this.#relations, tx, walStart, this.#opts.truncateEvents)) {
-      const seq = tx.seq++;
-      if (seq < tx.skipBelow || !this.#opts.selected(event.relation)) continue;
+      if (!this.#opts.selected(event.relation)) continue;
       event.seq = seq;
       out.push(event);
     }
