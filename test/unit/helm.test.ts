@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { LEAVES, SENSITIVE_PATHS, envVarFor } from '../../src/config/schema.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { httpAccess } from '../../src/worker/auth.ts';
 import { renderChartSchema } from '../../scripts/gen-helm-schema.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -162,13 +164,53 @@ describe('helm chart helm/pgcdc', () => {
       manifests = render();
     });
 
-    it('renders a Deployment, ConfigMap, Service and ServiceAccount only', () => {
+    it('renders a Deployment, ConfigMap, NetworkPolicy, Service and ServiceAccount only', () => {
       assert.deepEqual(manifests.map((m) => m.kind).sort(), [
         'ConfigMap',
         'Deployment',
+        'NetworkPolicy',
         'Service',
         'ServiceAccount',
       ]);
+    });
+
+    it('lets only the namespace and the monitoring namespace reach the HTTP port', () => {
+      const np = only(manifests, 'NetworkPolicy');
+      const podLabels = only(manifests, 'Deployment').spec.template.metadata.labels;
+      for (const [k, v] of Object.entries(np.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+      assert.deepEqual(np.spec.policyTypes, ['Ingress']);
+      assert.deepEqual(np.spec.ingress, [
+        {
+          ports: [{ port: 'http', protocol: 'TCP' }],
+          from: [
+            { podSelector: {} },
+            { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+          ],
+        },
+      ]);
+    });
+
+    it('is a deployment no pod without the token can pause: pgcdc refuses to start without it', () => {
+      // The rendered config file with the environment the pod gets, as pgcdc loads it.
+      const dir = mkdtempSync(join(tmp, 'default-config-'));
+      const file = join(dir, 'pgcdc.yaml');
+      writeFileSync(file, only(manifests, 'ConfigMap').data['pgcdc.yaml']);
+      const env = envByName(only(manifests, 'Deployment'));
+      assert.deepEqual(env.PGCDC_HTTP_AUTH_TOKEN!.valueFrom.secretKeyRef, {
+        name: 'pgcdc-credentials',
+        key: 'http-token',
+        optional: false,
+      });
+      const base = { PGCDC_POSTGRES_PASSWORD: 'pw' };
+      const withoutToken = loadConfig({ file, env: base });
+      assert.equal(withoutToken.http.host, '0.0.0.0');
+      assert.equal(withoutToken.http.mutations, true);
+      assert.throws(
+        () => httpAccess(withoutToken.http),
+        /http\.auth\.token: required when the HTTP server listens on 0\.0\.0\.0/,
+      );
+      const withToken = loadConfig({ file, env: { ...base, PGCDC_HTTP_AUTH_TOKEN: 'a'.repeat(32) } });
+      assert.equal(httpAccess(withToken.http).openChanges, false);
     });
 
     it('runs exactly one pod with Recreate, hardened, probed on /healthz and /readyz', () => {
@@ -188,7 +230,7 @@ describe('helm chart helm/pgcdc', () => {
       for (const path of SENSITIVE_PATHS) assert.ok(env[envVarFor(path)], `${path} can come from the Secret`);
     });
 
-    it('injects the credentials from the existing Secret, only postgres-password required', () => {
+    it('injects the credentials from the existing Secret, only postgres-password and http-token required', () => {
       const env = envByName(only(manifests, 'Deployment'));
       assert.deepEqual(env.PGCDC_POSTGRES_PASSWORD!.valueFrom.secretKeyRef, {
         name: 'pgcdc-credentials',
@@ -202,6 +244,8 @@ describe('helm chart helm/pgcdc', () => {
         'PGCDC_POSTGRES_SSL_ROOT_CERT',
         'PGCDC_POSTGRES_SSL_CERT',
         'PGCDC_POSTGRES_SSL_KEY',
+        'PGCDC_HTTP_AUTH_READ_TOKEN',
+        'PGCDC_HTTP_AUTH_PASSWORD',
       ]) {
         assert.equal(env[name]?.valueFrom.secretKeyRef.optional, true, `${name} is optional`);
       }
@@ -268,6 +312,32 @@ describe('helm chart helm/pgcdc', () => {
       }
       assert.equal(env.PGCDC_REGISTRY_TOKEN, undefined, 'a key set to "" is not injected');
       assert.equal(env.NODE_OPTIONS?.value, '--max-old-space-size=384');
+      for (const [name, key, optional] of [
+        ['PGCDC_HTTP_AUTH_TOKEN', 'api-token', false],
+        ['PGCDC_HTTP_AUTH_READ_TOKEN', 'api-read-token', true],
+        ['PGCDC_HTTP_AUTH_PASSWORD', 'api-password', true],
+        ['PGCDC_HTTP_TLS_CERT', 'api-tls.crt', false],
+        ['PGCDC_HTTP_TLS_KEY', 'api-tls.key', false],
+        ['PGCDC_HTTP_TLS_CLIENT_CA', 'api-client-ca.crt', true],
+      ] as const) {
+        assert.deepEqual(
+          env[name]?.valueFrom?.secretKeyRef,
+          { name: 'orders-eu-pgcdc', key, optional },
+          name,
+        );
+      }
+    });
+
+    it('probes over HTTPS when the chart serves TLS, and allows the configured namespaces', () => {
+      const c = only(manifests, 'Deployment').spec.template.spec.containers[0];
+      assert.equal(c.livenessProbe.httpGet.scheme, 'HTTPS');
+      assert.equal(c.readinessProbe.httpGet.scheme, 'HTTPS');
+      const from = only(manifests, 'NetworkPolicy').spec.ingress[0].from;
+      assert.deepEqual(from, [
+        { podSelector: {} },
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } } },
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ops-tools' } } },
+      ]);
     });
 
     it('renders the full config file with the configured connector name', () => {
@@ -290,6 +360,13 @@ describe('helm chart helm/pgcdc', () => {
         path: '/metrics',
         interval: '15s',
         scrapeTimeout: '10s',
+        // The full values serve HTTPS and protect /metrics: Prometheus sends the read token.
+        scheme: 'https',
+        tlsConfig: {
+          serverName: 'orders-eu-pgcdc.cdc.svc',
+          ca: { secret: { name: 'orders-eu-pgcdc', key: 'api-ca.crt' } },
+        },
+        authorization: { type: 'Bearer', credentials: { name: 'orders-eu-pgcdc', key: 'api-read-token' } },
       });
       const svcLabels = only(manifests, 'Service').metadata.labels;
       for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) assert.equal(svcLabels[k], v);
@@ -462,6 +539,85 @@ describe('helm chart helm/pgcdc', () => {
       assert.equal(only(render(file), 'Deployment').spec.replicas, 1);
     });
 
+    it('refuses a release whose API anyone could pause: no operator token while mutations are on', () => {
+      for (const args of [
+        ['--set', 'existingSecret.keys.httpToken='],
+        [
+          '--set',
+          'existingSecret.keys.httpToken=',
+          '--set',
+          'config.http.tls.clientCertRole=read',
+          '--set',
+          'existingSecret.keys.httpTlsClientCa=ca',
+        ],
+        [
+          '--set',
+          'existingSecret.keys.httpToken=',
+          '--set',
+          'config.http.auth.username=ops',
+          '--set',
+          'existingSecret.keys.httpPassword=',
+        ],
+      ]) {
+        const r = helm('template', 'pgcdc', CHART, ...args);
+        assert.notEqual(r.status, 0, `accepted ${args.join(' ')}`);
+        assert.match(
+          r.stderr,
+          /existingSecret\.keys\.httpToken: required while config\.http\.mutations is on/,
+        );
+        assert.match(r.stderr, /config\.http\.mutations: false/);
+      }
+      // Mutations off, basic auth, or client certificates of the operator role are enough.
+      for (const args of [
+        ['--set', 'existingSecret.keys.httpToken=', '--set', 'config.http.mutations=false'],
+        ['--set', 'existingSecret.keys.httpToken=', '--set', 'config.http.auth.username=ops'],
+        ['--set', 'existingSecret.keys.httpToken=', '--set', 'existingSecret.keys.httpTlsClientCa=ca'],
+      ]) {
+        const r = helm('template', 'pgcdc', CHART, ...args);
+        assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      }
+    });
+
+    it('refuses a ServiceMonitor that could not scrape protected metrics', () => {
+      const args = [
+        '--set',
+        'metrics.serviceMonitor.enabled=true',
+        '--set',
+        'config.http.auth.protectReads=true',
+      ];
+      const r = helm('template', 'pgcdc', CHART, ...args);
+      assert.notEqual(r.status, 0);
+      assert.match(
+        r.stderr,
+        /metrics\.serviceMonitor\.bearerTokenSecret: required when config\.http\.auth\.protectReads is true/,
+      );
+      const ok = parseManifests(
+        helmOk(
+          'template',
+          'pgcdc',
+          CHART,
+          ...args,
+          '--set',
+          'metrics.serviceMonitor.bearerTokenSecret.name=pgcdc-credentials',
+          '--set',
+          'metrics.serviceMonitor.bearerTokenSecret.key=http-read-token',
+        ),
+      );
+      const ep = only(ok, 'ServiceMonitor').spec.endpoints[0];
+      assert.equal(ep.scheme, 'http');
+      assert.deepEqual(ep.authorization, {
+        type: 'Bearer',
+        credentials: { name: 'pgcdc-credentials', key: 'http-read-token' },
+      });
+    });
+
+    it('can leave the NetworkPolicy out', () => {
+      const kinds = parseManifests(
+        helmOk('template', 'pgcdc', CHART, '--set', 'networkPolicy.enabled=false'),
+      ).map((m) => m.kind);
+      assert.ok(!kinds.includes('NetworkPolicy'));
+    });
+
     it('refuses a secret written in clear in config, but allows a ${VAR} reference', () => {
       const clear = valuesFile(
         'clear-secret.yaml',
@@ -496,10 +652,24 @@ describe('helm chart helm/pgcdc', () => {
     const text = (parseManifests(helmOk(...args, '--show-only', 'templates/notes-as-yaml.yaml'))[0]!.notes ??
       '') as string;
     assert.match(text, /kubectl -n cdc port-forward service\/orders-eu-pgcdc 8080:8080/);
-    assert.match(text, /curl -s http:\/\/localhost:8080\/connectors\/orders-eu\/status/);
+    assert.match(
+      text,
+      /curl -s --cacert ca\.crt -H "Authorization: Bearer \$TOKEN" https:\/\/localhost:8080\/connectors\/orders-eu\/status/,
+    );
+    assert.match(
+      text,
+      /TOKEN=\$\(kubectl -n cdc get secret orders-eu-pgcdc -o jsonpath='\{\.data\.api-token\}' \| base64 -d\)/,
+    );
+    assert.match(
+      text,
+      /curl -s --cacert ca\.crt -X PUT -H "Authorization: Bearer \$TOKEN" https:\/\/localhost:8080\/connectors\/orders-eu\/pause/,
+    );
     assert.match(text, /kubectl -n cdc logs deployment\/orders-eu-pgcdc/);
     assert.match(text, /\/metrics/);
-    assert.match(text, /without the keys: pg-password, ssh-key\.b64, kafka-password, registry-password\)/);
+    assert.match(
+      text,
+      /without the keys: pg-password, ssh-key\.b64, kafka-password, registry-password, api-token, api-tls\.crt, api-tls\.key\)/,
+    );
   });
 
   describe('deploy/kubernetes (plain manifests)', () => {
@@ -512,10 +682,11 @@ describe('helm chart helm/pgcdc', () => {
       chart = render();
     });
 
-    it('has no namespace and holds a Deployment, ConfigMap, Secret example, Service and ServiceAccount', () => {
+    it('has no namespace and holds a Deployment, ConfigMap, NetworkPolicy, Secret example, Service and ServiceAccount', () => {
       assert.deepEqual(plain.map((m) => m.kind).sort(), [
         'ConfigMap',
         'Deployment',
+        'NetworkPolicy',
         'Secret',
         'Service',
         'ServiceAccount',
@@ -544,6 +715,12 @@ describe('helm chart helm/pgcdc', () => {
 
       assert.deepEqual(configOf(plain), configOf(chart));
       assert.deepEqual(only(plain, 'Service').spec, only(chart, 'Service').spec);
+      assert.deepEqual(only(plain, 'NetworkPolicy').spec, only(chart, 'NetworkPolicy').spec);
+      const kustomization = parse(readFileSync(join(PLAIN, 'kustomization.yaml'), 'utf8')) as Manifest;
+      assert.ok(
+        kustomization.resources.includes('networkpolicy.yaml'),
+        'kustomization applies the NetworkPolicy',
+      );
       assert.equal(only(plain, 'ServiceAccount').automountServiceAccountToken, false);
 
       // The example Secret has every key the pod cannot start without.

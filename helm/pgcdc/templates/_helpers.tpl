@@ -71,6 +71,42 @@ existingSecret.keys entries, in order, with the environment variable pgcdc reads
 - {id: registryPassword, env: PGCDC_REGISTRY_PASSWORD}
 - {id: registryToken, env: PGCDC_REGISTRY_TOKEN}
 - {id: registryCa, env: PGCDC_REGISTRY_CA}
+- {id: httpToken, env: PGCDC_HTTP_AUTH_TOKEN}
+- {id: httpReadToken, env: PGCDC_HTTP_AUTH_READ_TOKEN}
+- {id: httpPassword, env: PGCDC_HTTP_AUTH_PASSWORD}
+- {id: httpTlsCert, env: PGCDC_HTTP_TLS_CERT}
+- {id: httpTlsKey, env: PGCDC_HTTP_TLS_KEY}
+- {id: httpTlsClientCa, env: PGCDC_HTTP_TLS_CLIENT_CA}
+{{- end }}
+
+{{/* "true" when the pod serves HTTPS: a certificate from the Secret or in config. */}}
+{{- define "pgcdc.httpTls" -}}
+{{- $tls := default dict (get (default dict .Values.config.http) "tls") }}
+{{- if or .Values.existingSecret.keys.httpTlsCert (get $tls "cert") }}true{{ end }}
+{{- end }}
+
+{{/*
+Refuses values that would let any pod able to reach the Service change the connector: while
+config.http.mutations is not false, an operator credential must reach the pod (the token from the
+Secret, a ${VAR} token, basic auth with the password from the Secret, or client certificates).
+Also refuses a ServiceMonitor that could not scrape protected metrics.
+*/}}
+{{- define "pgcdc.checkAccess" -}}
+{{- $http := default dict .Values.config.http }}
+{{- $auth := default dict (get $http "auth") }}
+{{- $tls := default dict (get $http "tls") }}
+{{- $keys := .Values.existingSecret.keys }}
+{{- $mutations := ne (toString (get $http "mutations")) "false" }}
+{{- $clientCa := or $keys.httpTlsClientCa (get $tls "clientCa") }}
+{{- $certOperator := and $clientCa (ne (toString (get $tls "clientCertRole")) "read") }}
+{{- $basic := and $keys.httpPassword (get $auth "username") }}
+{{- if and $mutations (not (or $keys.httpToken (get $auth "token") $basic $certOperator)) }}
+{{- fail "existingSecret.keys.httpToken: required while config.http.mutations is on (else any pod that reaches the Service may pause or restart the connector): name the Secret key that holds the operator token, or set config.http.mutations: false" }}
+{{- end }}
+{{- $sm := .Values.metrics.serviceMonitor }}
+{{- if and $sm.enabled (eq (toString (get $auth "protectReads")) "true") (not (and $sm.bearerTokenSecret $sm.bearerTokenSecret.name)) (not (get (default dict $sm.tlsConfig) "keySecret")) }}
+{{- fail "metrics.serviceMonitor.bearerTokenSecret: required when config.http.auth.protectReads is true (Prometheus must send a token to read /metrics), e.g. {name: pgcdc-credentials, key: http-read-token}" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -79,7 +115,7 @@ defaulting to 0.0.0.0). Fails when a sensitive setting is written in clear.
 */}}
 {{- define "pgcdc.config" -}}
 {{- $cfg := deepCopy (default dict .Values.config) }}
-{{- $sensitive := list "postgres.password" "postgres.sslKey" "postgres.sslKeyPassword" "ssh.privateKey" "ssh.passphrase" "kafka.ssl.key" "kafka.sasl.password" "registry.password" "registry.token" }}
+{{- $sensitive := list "postgres.password" "postgres.sslKey" "postgres.sslKeyPassword" "ssh.privateKey" "ssh.passphrase" "kafka.ssl.key" "kafka.sasl.password" "registry.password" "registry.token" "http.auth.token" "http.auth.readToken" "http.auth.password" "http.tls.key" }}
 {{- range $path := $sensitive }}
 {{- $node := $cfg }}
 {{- $parts := splitList "." $path }}
