@@ -29,6 +29,7 @@ function textClient(database: string): pg.Client {
 }
 
 /** column → [type, values for rows 1..4 (row 5 is all NULL)]. Every type of docs/types.md. */
+// prettier-ignore
 const COLUMNS: Array<[string, string, Array<string | null>]> = [
   ['c_int2', 'int2', ['-32768', '32767', '0', '7']],
   ['c_int4', 'int4', ['-2147483648', '2147483647', '0', '7']],
@@ -100,6 +101,16 @@ const COLUMNS: Array<[string, string, Array<string | null>]> = [
   ['c_point', 'point', ['(1.5,-2)', '(0,0)', '(-1,1)', '(2,2)']],
   ['c_i4r', 'int4range', ['[1,10)', 'empty', '(,5]', '[3,4)']],
   ['c_comp', 'COMP', ['(1,"a ""q"", b")', '(,)', '(42,שלום)', '(0,x)']],
+  ['c_dom', 'DOMAIN', ['-999999999.99', '9999999999.99', '-0.01', '0.00']],
+  ['c_char', '"char"', ['a', 'z', ' ', '!']],
+  ['c_citext', 'citext', ['MiXeD', 'ÀÉÎ', '', 'שלום']],
+  ['c_mac8', 'macaddr8', ['08:00:2b:01:02:03:04:05', 'ff:ff:ff:ff:ff:ff:ff:ff', '00:00:00:00:00:00:00:00', '08:00:2b:01:02:03:04:06']],
+  ['c_line', 'line', ['{1,2,3}', '{0,-1,0}', '{1,0,0}', '{2,2,2}']],
+  ['c_box', 'box', ['(1,1),(0,0)', '(2,2),(-1,-1)', '(0,0),(0,0)', '(3,3),(1,1)']],
+  ['c_poly', 'polygon', ['((0,0),(1,1),(1,0))', '((0,0))', '((1,1),(2,2),(3,1))', '((0,0),(1,0),(1,1),(0,1))']],
+  ['c_circle', 'circle', ['<(0,0),5>', '<(1,1),0.5>', '<(0,0),0>', '<(-1,-1),1>']],
+  ['c_tstzr', 'tstzrange', ['[2024-01-01 00:00:00.123456+00,infinity)', '(,2024-01-01 00:00:00+00]', 'empty', '["2024-01-01 00:00:00+00","2024-01-02 00:00:00+00")']],
+  ['c_hstore', 'hstore', ['"a"=>"1", "b c"=>NULL, "ü"=>"😀"', '', '"שלום"=>"عربي"', '"k"=>"v"']],
 ];
 
 /**
@@ -151,7 +162,18 @@ describe('Debezium JDBC sink on Kafka Connect reads pgcdc topics unchanged', () 
     const comp = `${name}_pair`;
     await src.query(`CREATE TYPE ${en} AS ENUM ('a', 'b c', 'ünï')`);
     await src.query(`CREATE TYPE ${comp} AS (x int, y text)`);
-    const typeOf = (type: string) => (type === 'ENUM' ? en : type === 'COMP' ? comp : type);
+    const dom = `${name}_money2`;
+    await src.query(`CREATE DOMAIN ${dom} AS numeric(12,2) CHECK (VALUE > -1000000000)`);
+    for (const ext of ['citext', 'hstore']) {
+      try {
+        await src.query(`CREATE EXTENSION IF NOT EXISTS ${ext}`);
+      } catch (err) {
+        // Another test creating it at the same moment: the extension exists now.
+        if (!/already exists|duplicate key/.test((err as Error).message)) throw err;
+      }
+    }
+    const special: Record<string, string> = { ENUM: en, COMP: comp, DOMAIN: dom };
+    const typeOf = (type: string) => special[type] ?? type;
     const cols = COLUMNS.map(([c]) => c);
     await src.query(
       `CREATE TABLE ${t} (id int PRIMARY KEY, ${COLUMNS.map(([c, type]) => `${c} ${typeOf(type)}`).join(', ')}, ` +
