@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
-import { eventually, uniqueName } from '../support/pipeline.ts';
+import { lockSlot } from '../../src/postgres/replication/slot.ts';
+import { eventually, pgClient, uniqueName } from '../support/pipeline.ts';
 
 describe('slot ownership', () => {
   const { db, reader } = stackSuite();
@@ -68,5 +69,28 @@ describe('slot ownership', () => {
     );
     assert.equal(rows[0]?.lsn, created.rows[0]!.lsn, 'the same slot, untouched');
     await db.query('SELECT pg_drop_replication_slot($1)', [slot]);
+  });
+
+  test("this worker's own abandoned session (a lost connection the server still keeps) does not lock it out", async () => {
+    const slot = `${uniqueName('abandoned')}_slot`;
+    const old = await pgClient();
+    await lockSlot(old, slot);
+    // The server keeps the backend (and the lock) while it sleeps; the client gives up on it.
+    old.query('SELECT pg_sleep(60)').catch(() => undefined);
+    old.on('error', () => undefined);
+    (old as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const next = await pgClient();
+    try {
+      await lockSlot(next, slot);
+      const other = await pgClient();
+      try {
+        await assert.rejects(lockSlot(other, slot), /owned by another running pgcdc worker/);
+      } finally {
+        await other.end();
+      }
+    } finally {
+      await next.end();
+    }
   });
 });

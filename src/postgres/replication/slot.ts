@@ -149,28 +149,54 @@ export async function dropSlot(client: pg.Client, slot: string): Promise<void> {
 const SLOT_LOCK_CLASS = 0x70676364;
 
 /**
+ * The backend of the connection each slot lock of this process was taken on. After a lost
+ * connection the server may keep that backend (and its lock) until TCP gives up on it; the
+ * worker's next connector then ends it instead of taking itself for a second worker.
+ */
+const ownLockSessions = new Map<string, { pid: number; abandoned: boolean }>();
+
+/**
  * Takes the session advisory lock that makes this connection the one owner of `slot` for as
  * long as it stays open. While a snapshot runs the slot itself is inactive, so the slot's own
  * `active` flag cannot keep a second worker with the same configuration from taking it over.
  */
 export async function lockSlot(client: pg.Client, slot: string): Promise<void> {
-  const { rows } = await client.query<{ locked: string }>(
-    'SELECT pg_try_advisory_lock($1::int4, hashtext($2)) AS locked',
-    [SLOT_LOCK_CLASS, slot],
-  );
-  if (rows[0]?.locked === 't' || (rows[0]?.locked as unknown) === true) return;
-  const holder = await client.query<{ pid: string; app: string | null; addr: string | null }>(
-    `SELECT l.pid, a.application_name AS app, host(a.client_addr) AS addr
-       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int4::oid
-        AND l.objid = hashtext($2)::oid AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-    [SLOT_LOCK_CLASS, slot],
-  );
-  const h = holder.rows[0];
-  const who = h
-    ? ` (PostgreSQL backend pid ${h.pid}${h.app ? `, application_name ${h.app}` : ''}${h.addr ? ` from ${h.addr}` : ''})`
-    : '';
-  throw new UserError(
-    `replication slot ${slot} is owned by another running pgcdc worker${who}; stop that worker, or give this connector its own slot.name`,
-  );
+  for (let attempt = 0; ; attempt++) {
+    const { rows } = await client.query<{ locked: unknown; pid: string }>(
+      'SELECT pg_try_advisory_lock($1::int4, hashtext($2)) AS locked, pg_backend_pid() AS pid',
+      [SLOT_LOCK_CLASS, slot],
+    );
+    const r = rows[0]!;
+    if (r.locked === 't' || r.locked === true) {
+      const session = { pid: Number(r.pid), abandoned: false };
+      ownLockSessions.set(slot, session);
+      const abandon = () => (session.abandoned = true);
+      client.once('end', abandon);
+      client.once('error', abandon);
+      return;
+    }
+    const holder = await client.query<{ pid: string; app: string | null; addr: string | null }>(
+      `SELECT l.pid, a.application_name AS app, host(a.client_addr) AS addr
+         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int4::oid
+          AND l.objid = hashtext($2)::oid AND l.objsubid = 2
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [SLOT_LOCK_CLASS, slot],
+    );
+    const h = holder.rows[0];
+    const own = ownLockSessions.get(slot);
+    if (h && own?.abandoned && Number(h.pid) === own.pid && attempt < 25) {
+      // Our own earlier connection, abandoned: end it and try again.
+      if (attempt === 0) await client.query('SELECT pg_terminate_backend($1::int4)', [Number(h.pid)]);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      continue;
+    }
+    if (!h && attempt < 5) continue; // released between the two queries
+    const who = h
+      ? ` (PostgreSQL backend pid ${h.pid}${h.app ? `, application_name ${h.app}` : ''}${h.addr ? ` from ${h.addr}` : ''})`
+      : '';
+    throw new UserError(
+      `replication slot ${slot} is owned by another running pgcdc worker${who}; stop that worker, or give this connector its own slot.name`,
+    );
+  }
 }
