@@ -10,7 +10,10 @@ stamp="$venv/.avro-$AVRO_VERSION"
 if [ ! -f "$stamp" ]; then
   if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
     # Debian splits venv/ensurepip out of python3.
-    apt-get install -y -qq python3-venv >/dev/null
+    apt-get install -y -qq python3-venv >/dev/null 2>&1 || {
+      apt-get update -qq >/dev/null
+      apt-get install -y -qq python3-venv >/dev/null
+    }
   fi
   rm -rf "$venv"
   python3 -m venv "$venv"
