@@ -77,18 +77,52 @@ function loadState(): ClusterState | undefined {
   return readJson<ClusterState>(stateFile);
 }
 
+/**
+ * The kernel's range of ephemeral (client-side) ports. A broker port inside it can be taken while
+ * the broker is down — by a client's own outgoing connection, even by a connection to that very
+ * port (TCP self-connect, when clients retry a dead broker in a loop) — and the broker then
+ * cannot start again. So the cluster listens below it.
+ */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    return [Number(low), Number(high)];
+  } catch {
+    return [32768, 60999];
+  }
+}
+
+/** A free port on 127.0.0.1 below the ephemeral range, not in `taken`. */
+async function freeStablePort(taken: Set<number>): Promise<number> {
+  const [low] = ephemeralRange();
+  const top = Math.max(low - 1, 11_000);
+  for (let i = 0; i < 1000; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (top - 10_000));
+    if (!taken.has(port) && (await portIsFree(port))) return port;
+  }
+  return freePort();
+}
+
+function inEphemeralRange(s: ClusterState): boolean {
+  const [low, high] = ephemeralRange();
+  return [...Object.values(s.brokerPorts), ...Object.values(s.controllerPorts)].some(
+    (p) => p >= low && p <= high,
+  );
+}
+
 async function ensureState(): Promise<ClusterState> {
   const existing = loadState();
-  if (existing) return existing;
+  // A cluster set up before the ports moved below the ephemeral range gets new ones when down.
+  if (existing && !(inEphemeralRange(existing) && NODE_IDS.every((id) => !proc(id).runningPid())))
+    return existing;
   const ports = new Set<number>();
   const next = async () => {
-    let p = await freePort();
-    while (ports.has(p)) p = await freePort();
+    const p = await freeStablePort(ports);
     ports.add(p);
     return p;
   };
   const state: ClusterState = {
-    clusterId: newClusterId(),
+    clusterId: existing?.clusterId ?? newClusterId(),
     brokerPorts: { 1: await next(), 2: await next(), 3: await next() },
     controllerPorts: { 1: await next(), 2: await next(), 3: await next() },
   };
@@ -220,8 +254,13 @@ export async function startNode(id: NodeId): Promise<void> {
   let pid = proc(id).runningPid();
   if (!pid) {
     for (const port of [s.brokerPorts[id], s.controllerPorts[id]]) {
-      if (!(await portIsFree(port))) {
-        throw new StackError(`kafka-${id}`, `port ${port} is taken by another process`, logFile(id));
+      // Right after a kill -9 the kernel may take a moment to release the node's sockets.
+      const deadline = Date.now() + 15_000;
+      while (!(await portIsFree(port))) {
+        if (Date.now() > deadline) {
+          throw new StackError(`kafka-${id}`, `port ${port} is taken by another process`, logFile(id));
+        }
+        await sleep(250);
       }
     }
     writeConfig(id, s);

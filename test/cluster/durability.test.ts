@@ -60,6 +60,8 @@ const confirmedFlush = async (ctx: Ctx): Promise<string | null> =>
   ).rows[0]?.lsn ?? null;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long a fault lasts before it is healed (a stopped broker restarted): past the 4 s broker session, so leaders move. */
+const HOLD_MS = 5000;
 
 const faults: Fault[] = [
   {
@@ -96,9 +98,10 @@ const faults: Fault[] = [
   {
     name: 'ISR below min.insync.replicas (acks=all refused)',
     inject: async (ctx) => {
-      await cluster.killNode(C);
+      // Raised while all three replicas are in sync (nothing refused yet), then one goes away.
       for (const t of [ctx.topic, ctx.offsetsTopic])
         await cluster.setTopicConfig(t, 'min.insync.replicas', '3');
+      await cluster.killNode(C);
       // Nothing can be acknowledged now, so nothing may be confirmed to PostgreSQL.
       await sleep(3000);
       const before = await confirmedFlush(ctx);
@@ -232,6 +235,8 @@ describe('durability on three brokers', () => {
     const watch = stallWatch(ctx.topic, worker);
     const written: Written = new Map();
     let injectedAt = 0;
+    let writing = true;
+    let writer: Promise<void> = Promise.resolve();
 
     try {
       if (phase === 'initial load') {
@@ -241,21 +246,21 @@ describe('durability on three brokers', () => {
         assert.equal(worker.connector.snapshot.state, 'running', 'the fault hits the initial load');
         injectedAt = Date.now();
         await fault.inject(ctx);
+        await sleep(HOLD_MS);
+        await fault.heal?.(ctx);
         await eventually(
           'streaming after the load',
           async () => (worker.connector.state === 'STREAMING' ? true : undefined),
           180_000,
         );
-        await fault.heal?.(ctx);
       } else if (phase === 'streaming') {
         await eventually('streaming', async () =>
           worker.connector.state === 'STREAMING' ? true : undefined,
         );
-        let writing = true;
         let v = 0;
         let nextId = seeded + 1;
         let txs = 0;
-        const writer = (async () => {
+        writer = (async () => {
           const w = await pgClient();
           try {
             while (writing) {
@@ -282,7 +287,7 @@ describe('durability on three brokers', () => {
         await eventually('the write load to run', async () => (txs >= 100 ? true : undefined));
         injectedAt = Date.now();
         await fault.inject(ctx);
-        await sleep(4000);
+        await sleep(HOLD_MS);
         await fault.heal?.(ctx);
         await sleep(3000);
         writing = false;
@@ -301,6 +306,7 @@ describe('durability on three brokers', () => {
         assert.ok(worker.connector.stats.changes - before < 200_000, 'the fault hits the transaction');
         injectedAt = Date.now();
         await fault.inject(ctx);
+        await sleep(HOLD_MS);
         await fault.heal?.(ctx);
       }
 
@@ -327,6 +333,8 @@ describe('durability on three brokers', () => {
         `${phase} × ${fault.name} | ${outcome.records} | ${outcome.duplicates} | ${maxStallMs} ms | ${restarts}`,
       );
     } finally {
+      writing = false;
+      await writer.catch(() => undefined);
       await watch.result(injectedAt || Date.now()).catch(() => undefined);
       await worker.stop();
       await running;
