@@ -107,6 +107,15 @@ export async function resolveTables(client: pg.Client, sel: TableSelection): Pro
   return selected;
 }
 
+/**
+ * The options a publication for these tables needs: publish_via_partition_root when one of them
+ * is partitioned, so its partitions' changes (also of partitions attached later) arrive under its
+ * name. Used by the worker's CREATE and by `pgcdc check` (its advice and --fix) alike.
+ */
+export function publicationOptions(tables: readonly { partitioned: boolean }[]): string {
+  return tables.some((t) => t.partitioned) ? ' WITH (publish_via_partition_root = true)' : '';
+}
+
 export interface PublicationMembers {
   exists: boolean;
   allTables: boolean;

@@ -4,7 +4,12 @@
 // Partitioned tables need publish_via_partition_root, so that their partitions' changes (also of
 // partitions attached later) arrive under the parent's name, on the parent's topic.
 import type pg from 'pg';
-import { publicationMembers, tableKey, type CapturableTable } from '../capture/selection.ts';
+import {
+  publicationMembers,
+  publicationOptions,
+  tableKey,
+  type CapturableTable,
+} from '../capture/selection.ts';
 import { UserError } from '../errors.ts';
 import type { Logger } from '../worker/log.ts';
 import { tableName } from './catalog.ts';
@@ -27,7 +32,7 @@ export async function ensurePublication(
         'capturing one needs PostgreSQL 13 or later (publish_via_partition_root); list its partitions in tables.include instead',
     );
   }
-  const viaRoot = versionNum >= 130000 ? ' WITH (publish_via_partition_root = true)' : '';
+  const viaRoot = publicationOptions(tables);
   let members = await publicationMembers(client, pub.name, versionNum);
   const list = tables.map(qualified).join(', ');
   if (!members.exists) {

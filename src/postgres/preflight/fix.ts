@@ -3,6 +3,7 @@
 // before the tables join the publication: once a table without a replica identity is published,
 // PostgreSQL refuses UPDATE and DELETE on it — so such a table is never added.
 import type pg from 'pg';
+import { publicationOptions } from '../../capture/selection.ts';
 import { formatTableRef } from '../../config/tables.ts';
 import { listSome, type FixAction } from './result.ts';
 import {
@@ -71,7 +72,7 @@ export async function applyFixes(
         note(
           await run(
             client,
-            `CREATE PUBLICATION ${pub.sqlName} FOR TABLE ${names(eligible)}`,
+            `CREATE PUBLICATION ${pub.sqlName} FOR TABLE ${names(eligible)}${publicationOptions(eligible)}`,
             whyCannotPublish(role, eligible, { create: true }),
           ),
         ),

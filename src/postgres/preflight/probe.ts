@@ -210,6 +210,7 @@ export async function probePublication(
     allTables: t(r.puballtables),
     owned: t(r.owned),
     tables,
+    viaRoot: members.viaRoot,
     publishes: {
       insert: t(r.pubinsert),
       update: t(r.pubupdate),

@@ -2,6 +2,7 @@
 // their fixes out. Identifiers in SQL fixes come quoted by the server (quote_ident); table names in
 // messages are written as tables.include takes them.
 import { formatTableRef, type TableRef } from '../../config/tables.ts';
+import { publicationOptions } from '../../capture/selection.ts';
 import { literal } from '../connection.ts';
 import { failed, listSome, ok, prettyBytes, warning, type CheckResult } from './result.ts';
 
@@ -70,6 +71,8 @@ export interface PublicationFacts {
   owned: boolean;
   /** tableKey() of every table it publishes. */
   tables: Set<string>;
+  /** publish_via_partition_root (partitions' changes under the parent's name). */
+  viaRoot?: boolean;
   publishes: { insert: boolean; update: boolean; delete: boolean; truncate: boolean };
 }
 
@@ -349,7 +352,7 @@ export function publicationChecks(
 ): CheckResult[] {
   const names = (ts: readonly TableFacts[]) => ts.map((t) => t.sqlName).join(', ');
   if (!pub.exists) {
-    const create = `CREATE PUBLICATION ${pub.sqlName} FOR TABLE ${names(tables)};`;
+    const create = `CREATE PUBLICATION ${pub.sqlName} FOR TABLE ${names(tables)}${publicationOptions(tables)};`;
     if (!autoCreate) {
       return [
         failed(
@@ -411,6 +414,23 @@ export function publicationChecks(
           ? `publication ${pub.name} publishes all tables`
           : `publication ${pub.name} includes the ${tables.length === 1 ? 'selected table' : `${tables.length} selected tables`}`,
       ),
+    );
+  }
+  const partitioned = tables.filter((t) => t.partitioned);
+  if (partitioned.length > 0 && pub.viaRoot === false) {
+    const list = listSome(partitioned.map(show));
+    const set = `ALTER PUBLICATION ${pub.sqlName} SET (publish_via_partition_root = true);`;
+    out.push(
+      autoCreate
+        ? warning(
+            'publication',
+            `publication ${pub.name} publishes the partitions of ${list} under their own names; pgcdc will set publish_via_partition_root`,
+          )
+        : failed(
+            'publication',
+            `publication ${pub.name} publishes the partitions of ${list} under their own names: their changes would not be captured`,
+            set,
+          ),
     );
   }
   const unpublished = (['insert', 'update', 'delete'] as const).filter((a) => !pub.publishes[a]);
