@@ -98,9 +98,9 @@ export function kafkaClient(s: KafkaSettings, hooks: KafkaHooks = {}): Kafka {
   if (s.ssl?.enabled) {
     config.ssl = {
       rejectUnauthorized: true,
-      ...(s.ssl.ca ? { ca: [readPem(s.ssl.ca)] } : {}),
-      ...(s.ssl.cert ? { cert: readPem(s.ssl.cert) } : {}),
-      ...(s.ssl.key ? { key: readPem(s.ssl.key) } : {}),
+      ...(s.ssl.ca ? { ca: [readPem(s.ssl.ca, 'kafka.ssl.ca')] } : {}),
+      ...(s.ssl.cert ? { cert: readPem(s.ssl.cert, 'kafka.ssl.cert') } : {}),
+      ...(s.ssl.key ? { key: readPem(s.ssl.key, 'kafka.ssl.key') } : {}),
     };
   }
   if (s.sasl && s.sasl.mechanism !== 'none') {

@@ -78,7 +78,7 @@ export class Registry {
     url.password = '';
     this.#url = url.toString().replace(/\/+$/, '');
     this.#headers = { Accept: `${CONTENT_TYPE}, application/json` };
-    if (s.ca) this.#dispatcher = new Agent({ connect: { ca: readPem(s.ca) } });
+    if (s.ca) this.#dispatcher = new Agent({ connect: { ca: readPem(s.ca, 'registry.ca') } });
     if (s.token) this.#headers.Authorization = `Bearer ${s.token}`;
     else if (username) {
       const basic = Buffer.from(`${username}:${password ?? ''}`).toString('base64');
