@@ -134,10 +134,19 @@ export async function startHttpServer(
     if (cls === 'change') {
       const by = verdict.identity?.name ?? 'anonymous';
       const from = req.socket.remoteAddress ?? 'unknown';
-      res.once('finish', () => {
-        const status = res.statusCode;
-        const result = status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed';
-        const line = `audit: ${method} ${path} by ${by} from ${from}: ${status} ${result}`;
+      // 'close' rather than 'finish': a caller that hangs up before the answer is audited too.
+      res.once('close', () => {
+        const done = res.writableFinished;
+        const status = done ? res.statusCode : null;
+        const result =
+          status === null
+            ? 'aborted'
+            : status < 400
+              ? 'ok'
+              : status === 401 || status === 403
+                ? 'denied'
+                : 'failed';
+        const line = `audit: ${method} ${path} by ${by} from ${from}: ${status ?? 'no answer'} ${result}`;
         const audit = { method, path, identity: by, remote: from, status, result };
         if (result === 'ok') deps.log.info(line, { audit });
         else deps.log.warn(line, { audit });
