@@ -2,7 +2,15 @@
 // classified here, where they are born: a refused login or certificate is the user's (UserError),
 // a broker that is down or unreachable is a ConnectionLost (the worker waits it out), whatever
 // kafkajs wraps it in.
-import { Kafka, logLevel, type KafkaConfig, type LogEntry, type Producer, type SASLOptions } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type KafkaConfig,
+  type LogEntry,
+  type Producer,
+  type SASLOptions,
+} from 'kafkajs';
 import { ConnectionLost, UserError, causeChain, failureKind } from '../errors.ts';
 import { readPem } from '../postgres/connection.ts';
 import { redactText, type Logger } from '../worker/log.ts';
@@ -194,5 +202,12 @@ function firstLine(text: string): string {
  * broker, and a send resolves only when every in-sync replica has the records.
  */
 export function durableProducer(kafka: Kafka): Producer {
-  return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  return kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    // Named, not defaulted: kafkajs's default (the Java client's murmur2, so a key lands where a
+    // Java producer would put it) then logs no "switched default partitioner" warning at each start.
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
 }
