@@ -3,7 +3,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { authorize, classify, httpAccess, isLoopback } from '../../src/worker/auth.ts';
+import { httpTls } from '../../src/worker/http.ts';
 import { isUserError } from '../../src/errors.ts';
 import type { PgcdcConfig } from '../../src/config/types.ts';
 import { loadConfig } from '../../src/config/load.ts';
@@ -178,5 +183,56 @@ describe('http access rules', () => {
         /http\.auth\.token: must be at least 16 characters/.test(err.message) &&
         !err.message.includes('tooShort-x1'),
     );
+  });
+
+  it('reads the TLS material as path, PEM or base64 and names the setting of a bad one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgcdc-http-tls-'));
+    try {
+      const key = (n: string) =>
+        execFileSync(
+          'openssl',
+          [
+            'req',
+            '-x509',
+            '-newkey',
+            'ec',
+            '-pkeyopt',
+            'ec_paramgen_curve:prime256v1',
+            '-nodes',
+            '-days',
+            '1',
+            '-subj',
+            `/CN=${n}`,
+            '-keyout',
+            join(dir, `${n}.key`),
+            '-out',
+            join(dir, `${n}.crt`),
+          ],
+          { stdio: 'pipe' },
+        );
+      key('a');
+      key('b');
+      const aKey = readFileSync(join(dir, 'a.key'), 'utf8');
+      const tls = httpTls({
+        cert: join(dir, 'a.crt'),
+        key: Buffer.from(aKey).toString('base64'),
+        clientCa: readFileSync(join(dir, 'b.crt'), 'utf8'),
+        clientCertRole: 'operator',
+      });
+      assert.match(tls!.key, /BEGIN PRIVATE KEY/);
+      assert.match(tls!.clientCa!, /BEGIN CERTIFICATE/);
+      assert.equal(httpTls({ clientCertRole: 'operator' }), null);
+      const mismatch = refusal(() =>
+        httpTls({ cert: join(dir, 'a.crt'), key: join(dir, 'b.key'), clientCertRole: 'operator' }),
+      );
+      assert.match(mismatch, /^http\.tls\.key: cannot be used with http\.tls\.cert/);
+      assert.ok(!mismatch.includes(aKey.split('\n')[1]!), 'the key is not quoted');
+      assert.match(
+        refusal(() => httpTls({ cert: join(dir, 'missing.crt'), key: aKey, clientCertRole: 'operator' })),
+        /^http\.tls\.cert: file .*missing\.crt does not exist/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
