@@ -86,7 +86,7 @@ describe('checkpoint', () => {
     assert.equal(checkpoint.stored, null);
     sink.ack();
     assert.deepEqual(confirmed, [0x20n]);
-    assert.equal(checkpoint.stored?.lsn, '0/20');
+    assert.equal((checkpoint.stored as { lsn: string } | null)?.lsn, '0/20');
   });
 
   it('keeps a position inside a transaction until the commit clears it', async () => {
