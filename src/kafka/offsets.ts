@@ -15,6 +15,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export interface TableProgress {
   rows: number;
   done: boolean;
+  /** Exactly-once: the key (text values) of the last acknowledged row; a resumed load reads after it. */
+  lastKey?: Array<string | null>;
 }
 
 export interface SnapshotState {

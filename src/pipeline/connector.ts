@@ -273,7 +273,7 @@ export class Connector {
           whilePaused: () => this.#whilePaused(),
         },
         tables,
-        { dropSlot: plan.dropSlot, temporary: s.snapshot.mode === 'initial_only' },
+        { dropSlot: plan.dropSlot, temporary: s.snapshot.mode === 'initial_only', resume: plan.resume },
       );
       if (s.snapshot.mode === 'initial_only') {
         await this.#drain();

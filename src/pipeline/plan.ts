@@ -2,15 +2,20 @@
 // whether this run takes a snapshot, resumes streaming at a position, or has nothing to do.
 import type pg from 'pg';
 import { UserError } from '../errors.ts';
-import type { OffsetRecord } from '../kafka/offsets.ts';
+import type { OffsetRecord, SnapshotState } from '../kafka/offsets.ts';
 import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { createSlotWithSnapshot, slotInfo, type SlotInfo } from '../postgres/replication/slot.ts';
 import type { Logger } from '../worker/log.ts';
 import type { PipelineSettings } from './settings.ts';
 
 export type StartPlan =
-  /** dropSlot: the slot of an earlier run of this connector exists and makes way for a new one. */
-  { kind: 'snapshot'; dropSlot: boolean } | { kind: 'stream'; lsn: Lsn } | { kind: 'done' };
+  /**
+   * dropSlot: the slot of an earlier run of this connector exists and makes way for a new one.
+   * resume: exactly-once only, the interrupted initial load to go on with (its slot is kept).
+   */
+  | { kind: 'snapshot'; dropSlot: boolean; resume?: SnapshotState }
+  | { kind: 'stream'; lsn: Lsn }
+  | { kind: 'done' };
 
 export interface PlanContext {
   settings: PipelineSettings;
@@ -49,6 +54,8 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
   };
   if (mode === 'always') return snapshot();
   if (mode === 'initial' || mode === 'initial_only' || mode === 'when_needed') {
+    const resume = resumableLoad(s, stored, slot);
+    if (resume) return { kind: 'snapshot', dropSlot: false, resume };
     if (!snapshotDone) return snapshot();
     if (mode === 'initial_only') {
       ctx.log.info('snapshot already completed; snapshot.mode=initial_only has nothing left to do');
@@ -77,6 +84,25 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
     }
   }
   return { kind: 'stream', lsn: stored ? parseLsn(stored.lsn) : (slot.confirmedFlush ?? 0n) };
+}
+
+/**
+ * With exactly-once delivery an interrupted initial load goes on after its last committed row:
+ * what it delivered is committed and must not be delivered again. It needs its slot unmoved at the
+ * load's consistent point (initial_only streams nothing afterwards and keeps no slot).
+ */
+function resumableLoad(
+  s: PipelineSettings,
+  stored: OffsetRecord | null,
+  slot: SlotInfo | null,
+): SnapshotState | null {
+  const snap = stored?.snapshot;
+  if (s.delivery?.mode !== 'exactly-once' || snap?.state !== 'running' || snap.consistentPoint === '0/0')
+    return null;
+  if (s.snapshot.mode === 'initial_only') return snap;
+  if (!slot || slot.walStatus === 'lost') return null;
+  if (slot.confirmedFlush !== null && slot.confirmedFlush > parseLsn(snap.consistentPoint)) return null;
+  return snap;
 }
 
 /** Why the stored position can no longer be streamed from, or null when it can. */

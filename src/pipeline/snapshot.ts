@@ -6,7 +6,7 @@ import type { ChangeEvent, Relation, Row, SnapshotMarker } from '../change/event
 import type { SnapshotState, TableProgress } from '../kafka/offsets.ts';
 import { relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
 import type { PostgresEndpoint } from '../postgres/connection.ts';
-import { formatLsn, type Lsn } from '../postgres/lsn.ts';
+import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { createSlotWithSnapshot, dropSlot } from '../postgres/replication/slot.ts';
 import { beginSnapshot, estimateRows, readTable } from '../postgres/snapshot/reader.ts';
 import type { Logger } from '../worker/log.ts';
@@ -49,11 +49,11 @@ export interface InitialLoadContext {
 export async function takeSnapshot(
   ctx: InitialLoadContext,
   tables: TableRef[],
-  opts: { dropSlot: boolean; temporary: boolean },
+  opts: { dropSlot: boolean; temporary: boolean; resume?: SnapshotState },
 ): Promise<Lsn> {
+  if (opts.resume) return loadTables(ctx, tables, opts.resume);
   const s = ctx.settings;
-  const { checkpoint, progress } = ctx;
-  const interrupted = () => ctx.stopRequested() || ctx.failed();
+  const { checkpoint } = ctx;
   // A new snapshot needs a new slot: only its creation exports a snapshot that matches its start.
   if (opts.dropSlot) await dropSlot(ctx.query, s.slot.name);
   if (!opts.temporary) {
@@ -75,47 +75,113 @@ export async function takeSnapshot(
     await repl.end();
   }
   const cp = formatLsn(consistentPoint);
-  const acknowledged: Record<string, TableProgress> = Object.fromEntries(
-    tables.map((t) => [tableName(t), { rows: 0, done: false }]),
-  );
-  const state: SnapshotState = { state: 'running', consistentPoint: cp, tables: acknowledged };
+  const state: SnapshotState = {
+    state: 'running',
+    consistentPoint: cp,
+    tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
+  };
   // After a new snapshot the stored offset (if any) describes the old slot: start over from here.
   checkpoint.begin({ lsn: cp, snapshot: state }, true);
   await checkpoint.write();
-  progress.state = 'running';
-  for (const t of tables) progress.tables[tableName(t)] = { rows: 0, estimatedRows: 0, done: false };
   ctx.log.info('snapshot started', { consistentPoint: cp, tables: tables.map(tableName) });
+  return loadTables(ctx, tables, state, snapClient);
+}
+
+/**
+ * Reads the tables into Kafka, from `state` (the acknowledged progress). With exactly-once
+ * delivery rows are read in key order and each batch's progress names the key of its last row,
+ * committed in the same Kafka transaction as the rows: an interrupted load resumes after it, in a
+ * new snapshot (`exported` absent), streaming afterwards from the slot the load began with. See
+ * docs/durability.md "Exactly-once" for what that means for changes made while it was interrupted.
+ */
+async function loadTables(
+  ctx: InitialLoadContext,
+  tables: TableRef[],
+  state: SnapshotState,
+  exported?: pg.Client,
+): Promise<Lsn> {
+  const s = ctx.settings;
+  const { checkpoint, progress } = ctx;
+  const interrupted = () => ctx.stopRequested() || ctx.failed();
+  const byKey = s.delivery?.mode === 'exactly-once';
+  const consistentPoint = parseLsn(state.consistentPoint);
+  const cp = state.consistentPoint;
+  const acknowledged: Record<string, TableProgress> = (state.tables ??= {});
+  for (const t of tables) acknowledged[tableName(t)] ??= { rows: 0, done: false };
+  const resumed = Object.values(acknowledged).some((a) => a.rows > 0 || a.done);
+  let snapClient = exported;
+  if (!snapClient) {
+    snapClient = await ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
+    await snapClient.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    checkpoint.begin({ lsn: cp, snapshot: state }, false);
+    ctx.log.info('snapshot resumed after the last committed row', { consistentPoint: cp });
+  }
+  progress.state = 'running';
+  for (const t of tables) {
+    const a = acknowledged[tableName(t)]!;
+    progress.tables[tableName(t)] = { rows: a.rows, estimatedRows: 0, done: a.done };
+    ctx.rows[tableName(t)] = a.rows;
+  }
 
   const nowMicros = BigInt(Date.now()) * 1000n;
   // One row of look-ahead gives Debezium's markers: whether a row ends its table, or the snapshot.
   let held: ChangeEvent | null = null;
   let heldFirst = { inSnapshot: false, inTable: false };
   let heldLastInTable = false;
+  let heldKey: Array<string | null> | null = null;
+  let anyRead = resumed;
+  /** Counts a row of the current table once it is handed to the sink. */
+  let afterHeld: ((key: Array<string | null> | null) => void) | null = null;
+  /** The previous table is done once its last row (held) is handed to the sink. */
+  let pendingDone: (() => void) | null = null;
   const mark = (lastInSnapshot: boolean): SnapshotMarker =>
     snapshotMarker(heldFirst.inSnapshot, lastInSnapshot, heldFirst.inTable, heldLastInTable);
+  const publishHeld = async (lastInSnapshot: boolean): Promise<void> => {
+    held!.snapshot = mark(lastInSnapshot);
+    await ctx.publish(held!);
+    held = null;
+    if (pendingDone) {
+      const done = pendingDone;
+      pendingDone = null;
+      done();
+    } else afterHeld?.(heldKey);
+  };
   try {
     for (const t of tables) {
       const name = tableName(t);
       const relation = await ctx.enrich(await relationFromCatalog(snapClient, t));
+      const table = acknowledged[name]!;
+      if (table.done) continue;
       const estimate = await estimateRows(snapClient, relation);
       progress.tables[name]!.estimatedRows = estimate;
       ctx.log.info('snapshot table', { table: name, estimatedRows: estimate });
-      let rows = 0;
-      for await (const batch of readTable(snapClient, relation, s.snapshot.batchSize)) {
+      const keyIndexes = relation.columns.flatMap((c, i) => (c.isKey ? [i] : []));
+      // Without a key a table's rows have no order to resume by: such a table is read again.
+      const after = byKey && keyIndexes.length > 0 ? (table.lastKey ?? null) : null;
+      let rows = after ? table.rows : 0;
+      // The progress counts rows handed to the sink: the held one is not yet.
+      let published = rows;
+      let lastKey = after;
+      afterHeld = (key) => {
+        published++;
+        lastKey = key;
+      };
+      const reading = readTable(snapClient, relation, s.snapshot.batchSize, byKey ? { after } : undefined);
+      for await (const batch of reading) {
         for (const row of batch) {
-          if (held) {
-            held.snapshot = mark(false);
-            await ctx.publish(held);
-          }
-          heldFirst = { inSnapshot: held === null, inTable: rows === 0 };
+          if (held) await publishHeld(false);
+          heldFirst = { inSnapshot: !anyRead, inTable: rows === 0 };
           heldLastInTable = false;
+          anyRead = true;
           held = snapshotEvent(relation, row, consistentPoint, nowMicros, rows);
+          heldKey = keyIndexes.map((i) => (row[i] as string | null) ?? null);
           rows++;
         }
         if (interrupted()) break;
-        const done = rows;
+        const done = published;
+        const key = byKey && keyIndexes.length > 0 ? lastKey : null;
         checkpoint.afterDurable(() => {
-          acknowledged[name] = { rows: done, done: false };
+          acknowledged[name] = { rows: done, done: false, ...(key ? { lastKey: key } : {}) };
           ctx.rows[name] = done;
           progress.tables[name]!.rows = done;
           return { snapshot: state };
@@ -125,25 +191,30 @@ export async function takeSnapshot(
       if (interrupted()) break;
       if (rows > 0) heldLastInTable = true; // the held row ended its table
       const total = rows;
-      checkpoint.afterDurable(() => {
-        acknowledged[name] = { rows: total, done: true };
-        ctx.rows[name] = total;
-        progress.tables[name] = { ...progress.tables[name]!, rows: total, done: true };
-        return { snapshot: state };
-      });
+      const tableDone = () =>
+        checkpoint.afterDurable(() => {
+          acknowledged[name] = { rows: total, done: true };
+          ctx.rows[name] = total;
+          progress.tables[name] = { ...progress.tables[name]!, rows: total, done: true };
+          return { snapshot: state };
+        });
+      // Done once its last row is handed to the sink (it is held until the next row comes).
+      if (held) pendingDone = tableDone;
+      else tableDone();
     }
-    if (held) {
-      // A stop ends the snapshot early: its last row is not the snapshot's last.
-      held.snapshot = mark(!ctx.stopRequested());
-      await ctx.publish(held);
-    }
+    // A stop ends the snapshot early: its last row is not the snapshot's last.
+    if (held) await publishHeld(!ctx.stopRequested());
     await snapClient.query('COMMIT');
   } finally {
     await snapClient.end().catch(() => undefined);
   }
   if (interrupted()) {
     progress.state = 'interrupted';
-    ctx.log.info('snapshot interrupted; the next start takes it again from the beginning');
+    ctx.log.info(
+      byKey
+        ? 'snapshot interrupted; the next start resumes it after the last committed row'
+        : 'snapshot interrupted; the next start takes it again from the beginning',
+    );
     return consistentPoint;
   }
   await new Promise<void>((resolve) =>

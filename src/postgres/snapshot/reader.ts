@@ -10,16 +10,33 @@ export async function beginSnapshot(client: pg.Client, snapshotName: string): Pr
   await client.query(`SET TRANSACTION SNAPSHOT ${literal(snapshotName)}`);
 }
 
-/** Rows of one table, batch by batch, in the relation's column order, values in text form. */
+/**
+ * Rows of one table, batch by batch, in the relation's column order, values in text form.
+ * `byKey`: in key order, and only the rows after `after` (the key values of the last row already
+ * delivered, as text): what lets an interrupted initial load resume where it stopped.
+ */
 export async function* readTable(
   client: pg.Client,
   relation: Relation,
   batchSize: number,
+  byKey?: { after: Array<string | null> | null },
 ): AsyncGenerator<Row[]> {
   const cursor = ident(`pgcdc_${relation.oid}`);
   const columns = relation.columns.map((c) => ident(c.name)).join(', ');
+  const keys = relation.columns.filter((c) => c.isKey).map((c) => ident(c.name));
+  let order = '';
+  const params: Array<string | null> = [];
+  if (byKey && keys.length > 0) {
+    if (byKey.after) {
+      // Untyped parameters take the key columns' types (and the comparison their collations).
+      params.push(...byKey.after);
+      order = ` WHERE (${keys.join(', ')}) > (${keys.map((_, i) => `$${i + 1}`).join(', ')})`;
+    }
+    order += ` ORDER BY ${keys.join(', ')}`;
+  }
   await client.query(
-    `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}`,
+    `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}${order}`,
+    params,
   );
   const fetch = () => {
     const p = client.query<Row>({ text: `FETCH ${batchSize} FROM ${cursor}`, rowMode: 'array' });
