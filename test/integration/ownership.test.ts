@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
 import { lockSlot } from '../../src/postgres/replication/slot.ts';
-import { eventually, pgClient, uniqueName } from '../support/pipeline.ts';
+import { exited, spawnWorker } from '../support/cli.ts';
+import { eventually, pgClient, uniqueName, workerEnv } from '../support/pipeline.ts';
 
 describe('slot ownership', () => {
   const { db, reader } = stackSuite();
@@ -92,5 +93,34 @@ describe('slot ownership', () => {
     } finally {
       await next.end();
     }
+  });
+
+  test('pgcdc run: a second worker with the same configuration exits 2 with one line naming the slot', async () => {
+    const name = uniqueName('own2');
+    const t = `${name}_t`;
+    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY)`);
+    await db.query(`INSERT INTO ${t} VALUES (1)`);
+    const env = workerEnv(name, {
+      PGCDC_TABLES_INCLUDE: `public.${t}`,
+      PGCDC_EXIT_ON_FAILURE_AFTER: '0',
+      PGCDC_HTTP_PORT: '0',
+    });
+    const first = spawnWorker(env);
+    await eventually('the first worker to load the table', async () =>
+      (await reader.read(`${name}.public.${t}`)).length === 1 ? true : undefined,
+    );
+    // The start-up checks already refuse a slot in use while the first one streams; past them
+    // (or during the first one's snapshot, when the slot is inactive) the lock refuses it.
+    const second = spawnWorker(env, ['run', '--skip-checks']);
+    assert.equal(await exited(second.child), 2, second.output());
+    const errors = second
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('owned by another running pgcdc worker'));
+    assert.ok(errors.length > 0, second.output());
+    assert.match(errors[0]!, new RegExp(`replication slot ${defaultSlotName(name)} is owned`));
+    assert.doesNotMatch(second.output(), /\n\s+at /, 'no stack trace');
+    first.child.kill('SIGTERM');
+    assert.equal(await exited(first.child), 0, first.output());
   });
 });
