@@ -52,6 +52,7 @@ const USAGE = `npm run bench -- [options]
   --backlog-changes M   changes written while the worker is stopped, then drained (default 300000)
   --profile             also run the snapshot once under node --cpu-prof and digest the profile
   --keep-topics         keep the benchmark topics (deleted by default)
+  --delivery M          the worker's delivery.mode: at-least-once (default) or exactly-once
 `;
 
 export interface BenchResult {
@@ -84,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
       'backlog-changes': { type: 'string' },
       profile: { type: 'boolean' },
       'keep-topics': { type: 'boolean' },
+      delivery: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -141,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
       PGCDC_LOG_FORMAT: 'json',
       // Several workers may run at once (and other engineers' tests): no fixed HTTP port.
       PGCDC_HTTP_PORT: '0',
+      PGCDC_DELIVERY_MODE: values.delivery ?? 'at-least-once',
     },
     stream: {
       rates: (values['stream-rates'] ?? '1000,2000,4000,8000,16000,32000').split(',').map((r) => int(r, 0)),

@@ -141,6 +141,8 @@ export class Checkpoint {
   async forget(): Promise<void> {
     const r = this.#offsets.record(this.#position);
     await this.#sink.push({ topic: r.topic, key: r.key, value: null });
+    // A boundary: a transactional sink commits the tombstone instead of aborting it as a tail.
+    this.#sink.mark(() => undefined);
     await this.#sink.flush();
     this.#stored = null;
   }

@@ -93,3 +93,51 @@ export class CommittedReader {
     return raw;
   }
 }
+
+export interface Verdict {
+  records: number;
+  duplicates: string[];
+  lost: string[];
+  disorder: string[];
+}
+
+/**
+ * Checks a table's topic (rows keyed by id with an int column v that every update adds 1 to): per key, the first record is a read or a create with v = 0, every update
+ * adds exactly 1, nothing follows a delete; a record seen twice is a duplicate (the same change:
+ * key, op and LSN; for reads, key and op), a step over a value is a loss.
+ */
+export function verdict(records: DecodedRecord[], table: Map<string, number>): Verdict {
+  const out: Verdict = { records: records.length, duplicates: [], lost: [], disorder: [] };
+  const seen = new Set<string>();
+  const last = new Map<string, number | 'deleted'>();
+  for (const r of records) {
+    if (!r.key || !r.value) continue; // tombstones
+    const key = String(r.key.id);
+    const { op, after, source } = r.value;
+    const id = op === 'r' ? `${key}|r` : `${key}|${op}|${String(source.lsn)}`;
+    if (seen.has(id)) {
+      out.duplicates.push(id);
+      continue;
+    }
+    seen.add(id);
+    const prev = last.get(key);
+    const v = after ? Number(after.v) : null;
+    if (op === 'r' || op === 'c') {
+      if (prev !== undefined) out.disorder.push(`${key}: ${op} after ${String(prev)}`);
+      last.set(key, v!);
+    } else if (op === 'u') {
+      if (prev === undefined || prev === 'deleted') out.disorder.push(`${key}: update after ${String(prev)}`);
+      else if (v !== prev + 1) (v! > prev + 1 ? out.lost : out.disorder).push(`${key}: v ${prev} -> ${v}`);
+      last.set(key, v!);
+    } else if (op === 'd') {
+      last.set(key, 'deleted');
+    }
+  }
+  for (const [key, v] of table) {
+    const got = last.get(key);
+    if (got !== v) out.lost.push(`${key}: table v=${v}, topic ${String(got)}`);
+  }
+  for (const [key, v] of last)
+    if (v !== 'deleted' && !table.has(key)) out.disorder.push(`${key}: not in table`);
+  return out;
+}
