@@ -411,7 +411,11 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       name: opt('publication.name') ?? defaultPublicationName(name),
       autoCreate: v('publication.autoCreate'),
     },
-    slot: { name: opt('slot.name') ?? defaultSlotName(name), dropOnStop: v('slot.dropOnStop') },
+    slot: {
+      name: opt('slot.name') ?? defaultSlotName(name),
+      dropOnStop: v('slot.dropOnStop'),
+      failover: v('slot.failover'),
+    },
     snapshot: { mode: v('snapshot.mode'), batchSize: v('snapshot.batchSize') },
     tables: {
       include: (r.get('tables.include') as TableRef[] | undefined) ?? [],

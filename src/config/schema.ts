@@ -156,6 +156,10 @@ export const schema = {
       expect: 'at most 63 characters from [a-z0-9_] (a valid replication slot name)',
     }),
     dropOnStop: bool('Drop the slot when the connector stops (the next start snapshots again).', false),
+    failover: bool(
+      'Create the slot with FAILOVER true on PostgreSQL 17+ (ignored before 17): standbys with sync_replication_slots = on keep a copy, so after a promotion pgcdc resumes on the new primary without a new snapshot (docs/failover.md).',
+      true,
+    ),
   },
   snapshot: {
     mode: oneOf(

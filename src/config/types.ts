@@ -44,7 +44,12 @@ export interface PgcdcConfig {
     acceptUnknownHostKey: boolean;
   };
   publication: { name: string; autoCreate: boolean };
-  slot: { name: string; dropOnStop: boolean };
+  slot: {
+    name: string;
+    dropOnStop: boolean;
+    /** FAILOVER true at creation on PostgreSQL 17+. */
+    failover?: boolean;
+  };
   snapshot: { mode: SnapshotMode; batchSize: number };
   tables: {
     /** Parsed from the configured list; empty means every table in postgres.schemas. */

@@ -77,7 +77,7 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
     // mode never without an offset: start streaming from now.
     const repl = await ctx.replication();
     try {
-      const created = await createSlotWithSnapshot(repl, s.slot.name);
+      const created = await createSlotWithSnapshot(repl, s.slot.name, { failover: s.slot.failover });
       return { kind: 'stream', lsn: created.consistentPoint };
     } finally {
       await repl.end();

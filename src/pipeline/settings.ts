@@ -16,7 +16,7 @@ export interface PipelineSettings {
   ssh?: SshSettings;
   publication: { name: string; autoCreate: boolean };
   /** dropOnStop: drop the slot after a graceful stop (the next start snapshots again). */
-  slot: { name: string; dropOnStop?: boolean };
+  slot: { name: string; dropOnStop?: boolean; failover?: boolean };
   snapshot: { mode: SnapshotMode; batchSize: number };
   tables: { include: TableRef[]; exclude: TableRef[] };
   topics: {

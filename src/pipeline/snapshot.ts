@@ -66,7 +66,10 @@ export async function takeSnapshot(
   const snapClient = await ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
   let consistentPoint: Lsn;
   try {
-    const slot = await createSlotWithSnapshot(repl, s.slot.name, { temporary: opts.temporary });
+    const slot = await createSlotWithSnapshot(repl, s.slot.name, {
+      temporary: opts.temporary,
+      failover: s.slot.failover,
+    });
     consistentPoint = slot.consistentPoint;
     await beginSnapshot(snapClient, slot.snapshotName);
   } finally {

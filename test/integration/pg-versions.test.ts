@@ -113,6 +113,16 @@ describe('PostgreSQL version matrix', { concurrency: false }, () => {
             : undefined,
         );
       });
+      if (major >= 17) {
+        // slot.failover defaults to on where the server has failover slots.
+        const slot = await server.query<{ failover: boolean }>(
+          `SELECT failover FROM pg_replication_slots WHERE slot_type = 'logical'`,
+        );
+        assert.deepEqual(
+          slot.rows.map((r) => r.failover),
+          [true],
+        );
+      }
       // Written while the connector is down: read after the restart, from the stored offset.
       await server.query(`INSERT INTO ${plain} VALUES (4, 'd', 's4')`);
       await server.query(`UPDATE ${typed} SET t = 'after restart' WHERE id = 2`);

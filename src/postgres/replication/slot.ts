@@ -22,13 +22,19 @@ export interface CreatedSlot {
 export async function createSlotWithSnapshot(
   replicationClient: pg.Client,
   slot: string,
-  opts: { temporary?: boolean } = {},
+  opts: { temporary?: boolean; failover?: boolean } = {},
 ): Promise<CreatedSlot> {
   const temporary = opts.temporary ? ' TEMPORARY' : '';
+  // PostgreSQL 17+: a failover slot is copied to standbys with sync_replication_slots, so a
+  // promoted standby still has it. A temporary slot cannot be one (the server refuses).
+  const failover =
+    (opts.failover ?? true) && !opts.temporary && (await serverVersionNum(replicationClient)) >= 170000
+      ? ', FAILOVER true'
+      : '';
   let res: pg.QueryResult;
   try {
     res = await replicationClient.query(
-      `CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput (SNAPSHOT 'export')`,
+      `CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput (SNAPSHOT 'export'${failover})`,
     );
   } catch (err) {
     // Before PostgreSQL 15 the options have no parentheses (the old form is still accepted after).
@@ -45,6 +51,12 @@ export async function createSlotWithSnapshot(
     consistentPoint: parseLsn(row.consistent_point),
     snapshotName: row.snapshot_name,
   };
+}
+
+/** server_version_num over a replication connection (SHOW is a replication command too). */
+async function serverVersionNum(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ server_version_num: string }>('SHOW server_version_num');
+  return Number(rows[0]?.server_version_num ?? 0);
 }
 
 /**
