@@ -11,7 +11,7 @@ import { OffsetStore, type OffsetRecord } from '../kafka/offsets.ts';
 import { ExactlyOnceSink, transactionalId, transactionalProducer } from '../kafka/transactional.ts';
 import { Topics } from '../kafka/topics.ts';
 import { keyColumnNames, tableName } from '../postgres/catalog.ts';
-import { PostgresEndpoint, describePgError } from '../postgres/connection.ts';
+import { PostgresEndpoint, describePgError, endWithin } from '../postgres/connection.ts';
 import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { ensurePublication } from '../postgres/publication.ts';
 import { dropSlot, lockSlot } from '../postgres/replication/slot.ts';
@@ -441,7 +441,7 @@ export class Connector {
     if (this.#sink instanceof ExactlyOnceSink) this.#sink.close();
     await this.#producer?.disconnect().catch(() => undefined);
     await this.#admin?.disconnect().catch(() => undefined);
-    await this.#query?.end().catch(() => undefined);
+    if (this.#query) await endWithin(this.#query);
     await this.#pg?.close().catch(() => undefined);
   }
 }

@@ -207,6 +207,33 @@ export function describePgError(err: unknown, s: PostgresSettings, ssl: boolean)
   return out;
 }
 
+/**
+ * The servers of postgres.host: one, or a comma-separated list for failover, each `host` or
+ * `host:port` (postgres.port where no port is given; `[v6]:port` for IPv6 with a port).
+ */
+export function hostList(s: Pick<PostgresSettings, 'host' | 'port'>): Array<{ host: string; port: number }> {
+  if (!s.host.includes(',')) return [{ host: s.host, port: s.port }];
+  return s.host
+    .split(',')
+    .map((h) => h.trim())
+    .filter(Boolean)
+    .map((h) => {
+      const m = /^\[(.+)\]:(\d+)$/.exec(h) ?? /^([^:]+):(\d+)$/.exec(h);
+      const port = m ? Number(m[2]) : s.port;
+      if (m && (port < 1 || port > 65535)) {
+        throw new UserError(`postgres.host: ${h} has no valid port (1 to 65535)`);
+      }
+      return { host: m ? m[1]! : h.replace(/^\[(.*)\]$/, '$1'), port };
+    });
+}
+
+/** pg_is_in_recovery() on a fresh connection: true on a standby (also over replication=database). */
+async function inRecovery(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ r: unknown }>('SELECT pg_is_in_recovery() AS r');
+  const r = rows[0]?.r;
+  return r === true || r === 't';
+}
+
 export interface EndpointOptions {
   /** Every connection goes through this tunnel (a forwarded channel per connection). */
   tunnel?: SshTunnel | null;
@@ -225,11 +252,19 @@ export class PostgresEndpoint {
   readonly #log: EndpointOptions['log'];
   /** undefined until negotiated. */
   #ssl: ConnectionOptions | false | undefined;
+  /** The server of a host list that the last connect() found to be the primary. */
+  #current: PostgresSettings;
 
   constructor(s: PostgresSettings, opts: EndpointOptions = {}) {
     this.settings = s;
+    this.#current = s;
     this.#tunnel = opts.tunnel ?? null;
     this.#log = opts.log;
+  }
+
+  /** The server connections go to: postgres.host, or the primary found in its list. */
+  get target(): { host: string; port: number } {
+    return { host: this.#current.host, port: this.#current.port };
   }
 
   /** Whether connections use TLS; undefined before the first connect(). */
@@ -248,7 +283,7 @@ export class PostgresEndpoint {
   }
 
   #config(ssl: ConnectionOptions | false, opts: { replication?: boolean; applicationName?: string }) {
-    const s = this.settings;
+    const s = this.#current;
     const stream = this.#tunnel?.streamFactory(s.host, s.port);
     return clientConfig(s, { ...opts, ssl, ...(stream ? { stream } : {}) });
   }
@@ -270,14 +305,54 @@ export class PostgresEndpoint {
     }
   }
 
+  /**
+   * A connection to postgres.host. With a host list, each is tried in order and the first that
+   * is a primary (not in recovery) is used, as libpq's target_session_attrs=read-write does: after
+   * a failover the promoted standby is found wherever it is in the list.
+   */
   async connect(opts: { replication?: boolean; applicationName?: string } = {}): Promise<pg.Client> {
+    const hosts = hostList(this.settings);
+    if (hosts.length === 1) return this.#connectTo(this.settings, opts);
+    const refused: string[] = [];
+    let last: unknown;
+    for (const h of hosts) {
+      const s = { ...this.settings, host: h.host, port: h.port };
+      this.#current = s;
+      let client: pg.Client;
+      try {
+        client = await this.#connectTo(s, opts);
+      } catch (err) {
+        // A wrong password or certificate is wrong for every host: no point in trying on.
+        if (err instanceof UserError) throw err;
+        last = err;
+        refused.push(`${h.host}:${h.port} (${(err as Error).message.split('\n')[0]})`);
+        continue;
+      }
+      const standby = await inRecovery(client).catch((err: unknown) => {
+        void client.end().catch(() => undefined);
+        throw describePgError(err, s, this.#ssl !== false);
+      });
+      if (!standby) return client;
+      await client.end().catch(() => undefined);
+      refused.push(`${h.host}:${h.port} (a standby)`);
+    }
+    this.#current = this.settings;
+    throw new RetriableError(
+      `no primary among postgres.host: ${refused.join(', ')}; pgcdc retries (after a failover, until a standby is promoted)`,
+      { cause: last },
+    );
+  }
+
+  async #connectTo(
+    s: PostgresSettings,
+    opts: { replication?: boolean; applicationName?: string },
+  ): Promise<pg.Client> {
     if (this.#ssl !== undefined) {
       const ssl = this.#ssl;
       return this.#attempt(ssl, opts).catch((err: unknown) => {
-        throw describePgError(err, this.settings, ssl !== false);
+        throw describePgError(err, s, ssl !== false);
       });
     }
-    const s = this.settings;
     const tls = tlsOptions(s);
     const first: ConnectionOptions | false = s.sslmode === 'allow' ? false : tls;
     let client: pg.Client;
@@ -330,4 +405,24 @@ export function ident(name: string): string {
 
 export function literal(value: string): string {
   return `'${value.replaceAll("'", "''")}'`;
+}
+
+/**
+ * Ends a client, cutting its socket when the clean close does not finish within `ms`: a
+ * Terminate message on a connection whose network went silent (a dropped NAT entry, a frozen
+ * peer) is never answered, and a shutdown waiting on it would hang the restart that recovers.
+ */
+export async function endWithin(client: pg.Client, ms = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = client.end().then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    if (await Promise.race([ended, late])) return;
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -130,6 +130,45 @@ describe('replication connection faults', () => {
     }
   });
 
+  test('every PostgreSQL connection goes silent at once: the restart is not held up by closing them, no row is lost', async () => {
+    const name = uniqueName('allsilent');
+    const table = `${name}_t`;
+    const db = await pgClient();
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    await db.query(`INSERT INTO ${table} SELECT g, 'snap' FROM generate_series(1, 10) g`);
+    const first = proxy.connections.length;
+    const { worker, outcome, lines, ids } = await startWorker(name, table, {
+      PGCDC_POSTGRES_REPLICATION_TIMEOUT_MS: '2000',
+    });
+    try {
+      await eventually('streaming', async () => (worker.state === 'STREAMING' ? true : undefined));
+      await eventually('snapshot', async () => ((await ids()).size >= 10 ? true : undefined));
+      // The query connection and the replication connection: a network that drops everything.
+      const open = proxy.connections.slice(first).filter((c) => !c.closed);
+      assert.ok(open.some((c) => c.replication) && open.some((c) => !c.replication));
+      for (const c of open) c.freeze();
+      await db.query(`INSERT INTO ${table} SELECT g, 'while silent' FROM generate_series(11, 30) g`);
+      await eventually('the worker noticed the silent connection', async () =>
+        /connection lost; restarting the connector/.test(lines()) ? true : undefined,
+      );
+      const seen = await eventually(
+        'the changes made while every connection was silent',
+        async () => {
+          const got = await ids();
+          return got.size >= 30 ? got : undefined;
+        },
+        90_000,
+      );
+      for (let i = 1; i <= 30; i++) assert.ok(seen.has(i), `row ${i} arrived`);
+    } finally {
+      await worker.stop();
+      const { failure } = await outcome;
+      assert.equal(failure, null);
+      await db.query(`DROP TABLE IF EXISTS ${table}`);
+      await db.end();
+    }
+  });
+
   const badMessages: Array<{ what: string; frame: () => Buffer; expect: RegExp }> = [
     {
       what: 'a pgoutput message the decoder refuses (Relation with a negative column count)',
