@@ -83,9 +83,13 @@ export const schema = {
     },
   ),
   postgres: {
-    host: str('PostgreSQL host name or IP address (through the tunnel when ssh.enabled).', null, {
-      required: true,
-    }),
+    host: str(
+      'PostgreSQL host name or IP address (through the tunnel when ssh.enabled). For failover, a comma-separated list of `host` or `host:port` (postgres.port where none is given): tried in order, the first primary (not in recovery) is used, as libpq target_session_attrs=read-write (docs/failover.md).',
+      null,
+      {
+        required: true,
+      },
+    ),
     port: int('PostgreSQL port.', 5432, { min: 1, max: 65535 }),
     database: str('Database to capture.', null, { required: true }),
     user: str('User with the REPLICATION attribute (and SELECT on the captured tables).', null, {
