@@ -20,6 +20,7 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 COPY scripts/patch-dependencies.mjs ./scripts/
+COPY scripts/patches ./scripts/patches
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -31,14 +32,19 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # npm ci runs the postinstall that patches dependencies (scripts/patch-dependencies.mjs).
 COPY scripts/patch-dependencies.mjs ./scripts/
+COPY scripts/patches ./scripts/patches
 RUN npm ci --omit=dev --no-audit --no-fund \
   && npm cache clean --force
 
 # ---- runtime ----
 FROM ${NODE_IMAGE} AS runtime
+# PGCDC_HTTP_HOST: in a container, loopback cannot be reached by probes or Prometheus. Off
+# loopback pgcdc refuses to start with its mutating endpoints open and no token: set
+# PGCDC_HTTP_AUTH_TOKEN (the chart does), or PGCDC_HTTP_MUTATIONS=false.
 ENV NODE_ENV=production \
     NODE_OPTIONS=--enable-source-maps \
-    HOME=/tmp
+    HOME=/tmp \
+    PGCDC_HTTP_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 pgcdc \
   && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin pgcdc
 WORKDIR /app

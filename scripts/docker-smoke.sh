@@ -67,7 +67,7 @@ step "build stage: npm ci && npm run build"
 build="$work/build"
 mkdir -p "$build"
 cp "$ctx/package.json" "$ctx/package-lock.json" "$build/"
-mkdir -p "$build/scripts" && cp "$ctx/scripts/patch-dependencies.mjs" "$build/scripts/"
+mkdir -p "$build/scripts" && cp -R "$ctx/scripts/patch-dependencies.mjs" "$ctx/scripts/patches" "$build/scripts/"
 (cd "$build" && npm ci --no-audit --no-fund)
 cp "$ctx/tsconfig.json" "$ctx/tsconfig.build.json" "$build/"
 cp -R "$ctx/src" "$build/src"
@@ -79,10 +79,12 @@ step "runtime stage: npm ci --omit=dev + dist/ bin/ schemas/ package.json"
 app="$work/app"
 mkdir -p "$app"
 cp "$ctx/package.json" "$ctx/package-lock.json" "$app/"
-mkdir -p "$app/scripts" && cp "$ctx/scripts/patch-dependencies.mjs" "$app/scripts/"
+mkdir -p "$app/scripts" && cp -R "$ctx/scripts/patch-dependencies.mjs" "$ctx/scripts/patches" "$app/scripts/"
 (cd "$app" && npm ci --omit=dev --no-audit --no-fund)
 grep -q 'push(message)' "$app/node_modules/kafkajs/src/producer/groupMessagesPerPartition.js" \
   || { echo "docker-smoke: the kafkajs patch was not applied in the runtime stage" >&2; exit 1; }
+grep -q 'pgcdc patch' "$app/node_modules/kafkajs/src/producer/sendMessages.js" \
+  || { echo "docker-smoke: the kafkajs retry patch was not applied in the runtime stage" >&2; exit 1; }
 rm -rf "$app/scripts" # the image has no scripts/ either (the deps stage's copy stays behind)
 rm -f "$app/package-lock.json" # the image keeps only package.json
 cp -R "$ctx/bin" "$app/bin"
