@@ -65,6 +65,7 @@ describe('exactly-once on three brokers', () => {
       PGCDC_TOPICS_PARTITIONS: '3',
       PGCDC_KAFKA_BROKERS: cluster.brokers(),
       PGCDC_DELIVERY_MODE: 'exactly-once',
+      PGCDC_HTTP_PORT: '0',
       PGCDC_LOG_LEVEL: 'info',
       PGCDC_LOG_FORMAT: 'json',
     });
@@ -87,6 +88,7 @@ describe('exactly-once on three brokers', () => {
   /** Lets a worker catch up with the table, stops it (exit 0), checks exactly-once. */
   async function finish(env: Record<string, string>, topic: string, table: string, what: string) {
     const final = spawnWorker(env);
+    await streams(final.output);
     const expected = await tableState(table);
     await eventually(
       'the topic to catch up',

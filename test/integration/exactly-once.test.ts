@@ -6,6 +6,7 @@
 // gap (lost) or a repeat (duplicate), and the replay must equal the table.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { defaultSlotName } from '../../src/config/names.ts';
 import { stackSuite } from '../support/connectors.ts';
 import { spawnWorker, exited } from '../support/cli.ts';
 import { CommittedReader, verdict, type Verdict } from '../support/committed-reader.ts';
@@ -43,7 +44,8 @@ describe('exactly-once delivery', () => {
 
   /** Runs a final worker until the topic equals the table, stops it with SIGTERM (exit 0), checks. */
   async function finish(env: Record<string, string>, topic: string, table: string, what: string) {
-    const final = spawnWorker(env);
+    const final = spawnWorker({ ...env, PGCDC_LOG_LEVEL: 'info', PGCDC_LOG_FORMAT: 'json' });
+    await untilLogged(final.output, /"streaming"/, 'the final worker to stream');
     const expected = await tableState(table);
     await eventually(
       'the topic to catch up with the table',
@@ -73,6 +75,7 @@ describe('exactly-once delivery', () => {
     const env = workerEnv(name, {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_DELIVERY_MODE: MODE,
+      PGCDC_HTTP_PORT: '0',
       PGCDC_SNAPSHOT_BATCH_SIZE: '2000',
     });
     let resumed = 0;
@@ -100,6 +103,7 @@ describe('exactly-once delivery', () => {
     const env = workerEnv(name, {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_DELIVERY_MODE: MODE,
+      PGCDC_HTTP_PORT: '0',
     });
     // The initial load completes first (kills during it are the initial-load test's).
     const first = spawnWorker(env);
@@ -149,6 +153,70 @@ describe('exactly-once delivery', () => {
     );
   });
 
+  test('a frozen worker whose PostgreSQL sessions died is taken over: it stops with one line, its open Kafka transaction is fenced, no duplicate', async () => {
+    const name = uniqueName('eos_fence');
+    const table = `${name}_t`;
+    const topic = `${name}.public.${table}`;
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v int NOT NULL)`);
+    await db.query(`INSERT INTO ${table} SELECT g, 0 FROM generate_series(1, 2000) g`);
+    const env = workerEnv(name, {
+      PGCDC_TABLES_INCLUDE: `public.${table}`,
+      PGCDC_DELIVERY_MODE: MODE,
+      PGCDC_HTTP_PORT: '0',
+      PGCDC_LOG_LEVEL: 'info',
+      PGCDC_LOG_FORMAT: 'json',
+    });
+    let writing = true;
+    const writer = (async () => {
+      const w = await pgClient();
+      try {
+        for (let id = 2001; writing; id++) {
+          await w.query('BEGIN');
+          await w.query(`INSERT INTO ${table} VALUES ($1, 0)`, [id]);
+          await w.query(`UPDATE ${table} SET v = v + 1 WHERE id = $1`, [1 + ((id * 7919) % 2000)]);
+          await w.query('COMMIT');
+        }
+      } finally {
+        await w.end();
+      }
+    })();
+    const older = spawnWorker(env);
+    await untilLogged(older.output, /"streaming"/, 'the first worker to stream');
+    await sleep(1000);
+    // A paused VM or a long GC: the process stands still while its PostgreSQL sessions end.
+    older.child.kill('SIGSTOP');
+    await db.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE $1
+       UNION ALL SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $2 AND active_pid IS NOT NULL`,
+      [`pgcdc-${name}%`, defaultSlotName(name)],
+    );
+    const newer = spawnWorker(env);
+    await untilLogged(newer.output, /"streaming"/, 'the second worker to stream');
+    await sleep(1500);
+    older.child.kill('SIGCONT');
+    await untilLogged(
+      older.output,
+      /fenced this worker's transactional producer|owned by another running pgcdc worker/,
+      'the older worker to stop',
+    );
+    const line = older
+      .output()
+      .split('\n')
+      .find((l) => /fenced this worker|owned by another/.test(l));
+    console.log(`# the older worker: ${line}`);
+    older.child.kill('SIGKILL');
+    await exited(older.child);
+    writing = false;
+    await writer;
+    newer.child.kill('SIGTERM');
+    assert.equal(
+      await exited(newer.child),
+      0,
+      `graceful stop exits 0; output:\n${newer.output().slice(-3000)}`,
+    );
+    await finish(env, topic, table, 'fenced worker');
+  });
+
   test(`SIGKILL ${KILLS_BIG_TX} times inside a 200,000-row transaction: each row once`, async () => {
     const name = uniqueName('eos_big');
     const table = `${name}_t`;
@@ -157,6 +225,7 @@ describe('exactly-once delivery', () => {
     const env = workerEnv(name, {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_DELIVERY_MODE: MODE,
+      PGCDC_HTTP_PORT: '0',
     });
     const first = spawnWorker(env);
     await db.query(`INSERT INTO ${table} VALUES (0, 0)`);
