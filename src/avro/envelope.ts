@@ -120,7 +120,7 @@ const optionalLong = (name: string): Record<string, unknown> => ({
 });
 
 /** The source block as Kafka Connect's AvroData writes Debezium 3.x's PostgreSQL source schema. */
-function sourceSchema(): AvroSchemaObject {
+export function sourceSchema(): AvroSchemaObject {
   return {
     type: 'record',
     name: 'Source',

@@ -427,6 +427,9 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       replicationFactor: v('topics.replicationFactor'),
       tombstonesOnDelete: v('topics.tombstonesOnDelete'),
       truncateEvents: v('topics.truncateEvents'),
+      messageEvents: v('topics.messageEvents'),
+      messagePrefixes: v('topics.messagePrefixes'),
+      transactionMetadata: v('topics.transactionMetadata'),
     },
     kafka: {
       brokers: v('kafka.brokers'),

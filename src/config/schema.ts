@@ -206,6 +206,18 @@ export const schema = {
       "Emit TRUNCATE as an event with op 't'. Off by default, as in Debezium: consumers such as Flink's debezium-avro-confluent format refuse op 't'.",
       false,
     ),
+    messageEvents: bool(
+      "Publish logical decoding messages (pg_logical_emit_message) as op 'm' events on <prefix>.message, as Debezium does. Off by default, as in Debezium; pgcdc's own heartbeats are never published.",
+      false,
+    ),
+    messagePrefixes: list(
+      'Only messages with one of these prefixes become op m events (comma-separated or a list); empty means every prefix.',
+      [],
+    ),
+    transactionMetadata: bool(
+      "Debezium's provide.transaction.metadata: BEGIN/END events on <prefix>.transaction and a transaction block {id, total_order, data_collection_order} in every change. Off by default, as in Debezium.",
+      false,
+    ),
   },
   kafka: {
     brokers: list('Bootstrap brokers, host:port. A list, or comma-separated in env vars and flags.', null, {
@@ -379,8 +391,8 @@ export const schema = {
   },
   heartbeat: {
     intervalMs: int(
-      'Heartbeat interval in milliseconds (keeps the slot advancing on idle databases); 0 turns heartbeats off.',
-      0,
+      'Heartbeat interval in milliseconds: a non-transactional logical message that comes back through the replication stream and moves the slot even when the captured tables are idle and others are busy (docs/operations.md); 0 turns heartbeats off.',
+      10_000,
       { min: 0, max: 86_400_000 },
     ),
     query: str('Optional SQL run on every heartbeat (e.g. an UPDATE of a heartbeat table).'),

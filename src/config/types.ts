@@ -63,6 +63,12 @@ export interface PgcdcConfig {
     replicationFactor: number;
     tombstonesOnDelete: boolean;
     truncateEvents: boolean;
+    /** op 'm' events for logical decoding messages (<prefix>.message). */
+    messageEvents: boolean;
+    /** Prefixes published as op 'm'; empty: every prefix. */
+    messagePrefixes: string[];
+    /** BEGIN/END on <prefix>.transaction and the transaction block in changes. */
+    transactionMetadata: boolean;
   };
   kafka: {
     brokers: string[];

@@ -28,6 +28,8 @@ import type { PipelineSettings } from './settings.ts';
 import { kafkaSink, type OutRecord, type Sink } from './sink.ts';
 import { takeSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { Transactions } from './transactions.ts';
+import { messageAction } from './messages.ts';
+import { TransactionMetadata, type TransactionBlock } from './tx-metadata.ts';
 
 export type { SnapshotProgress };
 
@@ -300,7 +302,9 @@ export class Connector {
     // The publication may hold more tables than this connector captures (a shared or hand-made
     // publication): changes are filtered by the same selection as the snapshot, so a table
     // created later in a captured schema is picked up when no explicit include list is set.
+    const txMeta = s.topics.transactionMetadata ? new TransactionMetadata() : null;
     const transactions = new Transactions({
+      onSkipped: txMeta ? (e) => txMeta.skipped(e.relation) : undefined,
       resume:
         stored?.txCommitLsn && stored.txSeq
           ? { commitLsn: parseLsn(stored.txCommitLsn), seq: stored.txSeq }
@@ -319,6 +323,7 @@ export class Connector {
       switch (msg.tag) {
         case 'begin':
           transactions.begin(msg);
+          txMeta?.begin(msg.xid, msg.finalLsn, msg.commitTimeMicros);
           return;
         case 'relation':
           transactions.relation(await this.#enrich(msg.relation));
@@ -328,7 +333,9 @@ export class Connector {
         case 'delete':
         case 'truncate': {
           for (const event of transactions.changes(msg, walStart)) {
-            await this.#publish(event);
+            const meta = txMeta?.event(event.relation);
+            if (meta?.begin) await this.#sink!.push(await this.#encoder!.transactionRecord(meta.begin));
+            await this.#publish(event, meta?.block);
             this.stats.changes++;
           }
           // Positions lie between messages (a key-changing update is two events of one message).
@@ -342,6 +349,8 @@ export class Connector {
         }
         case 'commit': {
           const { endLsn, commitTimeMicros } = transactions.commit(msg);
+          const endEvent = txMeta?.end();
+          if (endEvent) await this.#sink!.push(await this.#encoder!.transactionRecord(endEvent));
           const end = formatLsn(endLsn);
           checkpoint.afterDurable(() => {
             this.#observer.onDurable?.(commitTimeMicros);
@@ -349,21 +358,43 @@ export class Connector {
           });
           return;
         }
+        case 'message': {
+          const action = messageAction(msg, s.topics);
+          const tx = transactions.message(msg);
+          // pgcdc's heartbeat is a position, never an event (src/pipeline/messages.ts).
+          if (action === 'heartbeat' && !msg.transactional) idleUpTo(msg.lsn);
+          if (action !== 'publish' || tx?.skip) return;
+          const record = await this.#encoder!.messageRecord({
+            transactional: msg.transactional,
+            lsn: msg.lsn,
+            prefix: msg.prefix,
+            content: msg.content,
+            xid: tx?.xid ?? null,
+            commitLsn: tx?.commitLsn ?? null,
+            commitTimeMicros: tx?.commitTimeMicros ?? null,
+          });
+          await this.#sink!.push(record);
+          this.stats.recordsProduced++;
+          return;
+        }
         default:
-          return; // origin, type, message: nothing to publish
+          return; // origin, type: nothing to publish
       }
+    };
+
+    // Nothing of ours is open or unhandled before `upTo`: once everything pushed so far is
+    // durable, the slot may move up to it. This keeps an idle slot from holding WAL while other
+    // tables of the database are busy.
+    const idleUpTo = (upTo: Lsn): void => {
+      if (transactions.open !== null || upTo <= parseLsn(checkpoint.position.lsn)) return;
+      const lsn = formatLsn(upTo);
+      checkpoint.afterDurable(() => (upTo > parseLsn(checkpoint.position.lsn) ? { lsn } : undefined));
     };
 
     this.#stream = new ReplicationStream(this.#pg!.clientConfig({ replication: true }), {
       onMessage: handle,
       onKeepalive: (walEnd, caughtUp) => {
-        // Nothing of ours is open or unhandled before walEnd: once everything pushed so far is
-        // durable, the slot may move up to it. This keeps an idle slot from holding WAL while
-        // other tables of the database are busy.
-        if (caughtUp && transactions.open === null && walEnd > parseLsn(checkpoint.position.lsn)) {
-          const lsn = formatLsn(walEnd);
-          checkpoint.afterDurable(() => (walEnd > parseLsn(checkpoint.position.lsn) ? { lsn } : undefined));
-        }
+        if (caughtUp) idleUpTo(walEnd);
       },
     });
     checkpoint.confirmTo(this.#stream);
@@ -381,6 +412,8 @@ export class Connector {
       publication: s.publication.name,
       startLsn,
       timeoutMs: s.postgres.replicationTimeoutMs,
+      // Heartbeats come back as messages and move the slot; op 'm' events need them too.
+      messages: true,
     });
     await Promise.race([streaming, this.#stopSignal.promise]);
     await stream.halt();
@@ -407,8 +440,8 @@ export class Connector {
   }
 
   /** Encodes one change and hands its records to the sink (waits when Kafka is behind). */
-  async #publish(event: ChangeEvent): Promise<void> {
-    const records: OutRecord[] = await this.#encoder!.records(event);
+  async #publish(event: ChangeEvent, transaction?: TransactionBlock): Promise<void> {
+    const records: OutRecord[] = await this.#encoder!.records(event, transaction);
     for (const r of records) await this.#sink!.push(r);
     this.stats.recordsProduced += records.length;
     this.#observer.onRecords?.(tableName(event.relation), event.op, records.length);

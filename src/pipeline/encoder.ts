@@ -3,6 +3,20 @@
 // shape and registered under <topic>-key / <topic>-value (TopicNameStrategy).
 import type { ChangeEvent, Relation, Row } from '../change/event.ts';
 import { compileRelation, envelopeValue, toAvroKey, type CompiledRelation } from '../avro/envelope.ts';
+import {
+  MESSAGE_KEY_SCHEMA,
+  MESSAGE_VALUE_SCHEMA,
+  TRANSACTION_KEY_SCHEMA,
+  TRANSACTION_VALUE_SCHEMA,
+  messageKeyType,
+  messageValue,
+  messageValueType,
+  transactionKeyType,
+  transactionValue,
+  transactionValueType,
+  type MessageInput,
+  type TransactionBoundary,
+} from '../avro/metadata.ts';
 import { isPgcdc010Schema, upgradeError } from '../avro/upgrade.ts';
 import { describeSchemaChange } from '../avro/diff.ts';
 import { UserError } from '../errors.ts';
@@ -10,7 +24,9 @@ import type { OutRecord } from '../kafka/batcher.ts';
 import type { Topics } from '../kafka/topics.ts';
 import type { TypeCatalog } from '../postgres/types.ts';
 import { IncompatibleSchemaError, confluentFrame, type Registry } from '../registry/registry.ts';
+import { messageTopic, transactionTopic } from './messages.ts';
 import type { PipelineSettings } from './settings.ts';
+import type { TransactionBlock } from './tx-metadata.ts';
 
 interface Prepared {
   compiled: CompiledRelation;
@@ -53,7 +69,10 @@ export class Encoder {
     this.#database = deps.database;
   }
 
-  async records(event: ChangeEvent): Promise<OutRecord[]> {
+  /** Schema ids of the message and transaction topics, registered once. */
+  #fixed = new Map<string, Promise<{ keyId: number; valueId: number }>>();
+
+  async records(event: ChangeEvent, transaction?: TransactionBlock): Promise<OutRecord[]> {
     const p = await this.#prepare(event.relation);
     const row = event.after ?? event.before;
     const key =
@@ -62,7 +81,10 @@ export class Encoder {
         : toAvroKey(event.relation, row, p.compiled);
     const keyBytes =
       key && p.keyId !== null ? confluentFrame(p.keyId, p.compiled.keyType!.toBuffer(key)) : null;
-    const value = confluentFrame(p.valueId, p.compiled.valueType.toBuffer(envelopeValue(event, p.compiled)));
+    const value = confluentFrame(
+      p.valueId,
+      p.compiled.valueType.toBuffer(envelopeValue(event, p.compiled, { transaction: transaction ?? null })),
+    );
     const record: OutRecord = { topic: p.topic, key: keyBytes, value };
     // Debezium's primary-key change headers: the delete names the new key, the create the old one.
     if (event.newKeyRow) record.headers = { '__debezium.newkey': keyJson(event, event.newKeyRow, p) };
@@ -72,6 +94,44 @@ export class Encoder {
       out.push({ topic: p.topic, key: keyBytes, value: null });
     }
     return out;
+  }
+
+  /** An op 'm' record on <prefix>.message, keyed by the message's prefix (as Debezium keys it). */
+  async messageRecord(m: MessageInput): Promise<OutRecord> {
+    const topic = messageTopic(this.#s.topics.prefix);
+    const ids = await this.#fixedIds(topic, MESSAGE_KEY_SCHEMA, MESSAGE_VALUE_SCHEMA);
+    const value = messageValue(m, { name: this.#s.topics.prefix, database: this.#database });
+    return {
+      topic,
+      key: confluentFrame(ids.keyId, messageKeyType.toBuffer({ prefix: m.prefix })),
+      value: confluentFrame(ids.valueId, messageValueType.toBuffer(value)),
+    };
+  }
+
+  /** A BEGIN or END record on <prefix>.transaction, keyed by the transaction id. */
+  async transactionRecord(t: TransactionBoundary): Promise<OutRecord> {
+    const topic = transactionTopic(this.#s.topics.prefix);
+    const ids = await this.#fixedIds(topic, TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA);
+    return {
+      topic,
+      key: confluentFrame(ids.keyId, transactionKeyType.toBuffer({ id: t.id })),
+      value: confluentFrame(ids.valueId, transactionValueType.toBuffer(transactionValue(t))),
+    };
+  }
+
+  #fixedIds(topic: string, key: object, value: object): Promise<{ keyId: number; valueId: number }> {
+    let p = this.#fixed.get(topic);
+    if (!p) {
+      p = (async () => {
+        await this.#topics.ensure(topic);
+        const keyId = await this.#registry.register(`${topic}-key`, JSON.stringify(key));
+        const valueId = await this.#registry.register(`${topic}-value`, JSON.stringify(value));
+        return { keyId, valueId };
+      })();
+      p.catch(() => this.#fixed.delete(topic));
+      this.#fixed.set(topic, p);
+    }
+    return p;
   }
 
   #prepare(relation: Relation): Promise<Prepared> {

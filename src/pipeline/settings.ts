@@ -25,6 +25,12 @@ export interface PipelineSettings {
     replicationFactor: number;
     tombstonesOnDelete: boolean;
     truncateEvents: boolean;
+    /** op 'm' events on <prefix>.message (off unless set). */
+    messageEvents?: boolean;
+    /** Prefixes published as op 'm'; empty or unset: every prefix. */
+    messagePrefixes?: string[];
+    /** Debezium's provide.transaction.metadata (off unless set). */
+    transactionMetadata?: boolean;
   };
   kafka: KafkaSettings & {
     maxInFlightBytes: number;

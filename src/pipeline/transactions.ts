@@ -7,7 +7,9 @@
 // transaction's first txSeq messages are skipped. It counts what PostgreSQL sent, not what pgcdc
 // made of it, so it does not depend on the configuration or the catalog: a truncate counts whether
 // or not topics.truncateEvents publishes it, a key-changing update (delete + create) counts once,
-// a change of an unselected table counts too. A position is only ever stored between messages.
+// a change of an unselected table counts too. A transactional logical decoding message counts too
+// (it is part of the transaction whether or not it is published). A position is only ever stored
+// between messages.
 import type { ChangeEvent, Relation, Row } from '../change/event.ts';
 import type { Lsn } from '../postgres/lsn.ts';
 import type { PgoutputMessage } from '../postgres/replication/pgoutput.ts';
@@ -21,6 +23,7 @@ export interface TxPosition {
 type Dml = Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>;
 type Begin = Extract<PgoutputMessage, { tag: 'begin' }>;
 type Commit = Extract<PgoutputMessage, { tag: 'commit' }>;
+type Message = Extract<PgoutputMessage, { tag: 'message' }>;
 
 interface OpenTransaction {
   commitLsn: Lsn;
@@ -38,6 +41,16 @@ export interface TransactionOptions {
   truncateEvents: boolean;
   /** Whether changes of this relation are captured (the selection). */
   selected: (relation: Relation) => boolean;
+  /** Each selected change skipped on resume (it was published before): the transaction metadata counts it. */
+  onSkipped?: (event: ChangeEvent) => void;
+}
+
+/** The transaction a transactional message belongs to, and whether it was handled before a restart. */
+export interface MessageContext {
+  xid: number;
+  commitLsn: Lsn;
+  commitTimeMicros: bigint;
+  skip: boolean;
 }
 
 export class Transactions {
@@ -79,14 +92,35 @@ export class Transactions {
     const tx = this.#tx;
     if (!tx) throw new Error(`pgoutput ${msg.tag} outside a transaction`);
     const seq = tx.seq++;
-    if (seq < tx.skipBelow) return [];
+    const skip = seq < tx.skipBelow;
+    if (skip && !this.#opts.onSkipped) return [];
     const out: ChangeEvent[] = [];
     for (const event of changeEvents(msg, this.#relations, tx, walStart, this.#opts.truncateEvents)) {
       if (!this.#opts.selected(event.relation)) continue;
+      if (skip) {
+        this.#opts.onSkipped!(event);
+        continue;
+      }
       event.seq = seq;
       out.push(event);
     }
     return out;
+  }
+
+  /**
+   * A logical decoding message: a transactional one takes a seq like a change (null when it is
+   * not transactional, or arrives outside a transaction).
+   */
+  message(msg: Message): MessageContext | null {
+    const tx = this.#tx;
+    if (!msg.transactional || !tx) return null;
+    const seq = tx.seq++;
+    return {
+      xid: tx.xid,
+      commitLsn: tx.commitLsn,
+      commitTimeMicros: tx.commitTimeMicros,
+      skip: seq < tx.skipBelow,
+    };
   }
 
   /** Ends the transaction: the position after it is its end LSN. */

@@ -1,17 +1,21 @@
 // The WAL-growth guard. A logical slot holds WAL on the server until its reader confirms it; pgcdc
 // confirms idle progress on the server's keepalives when nothing of its own is open (see the
 // connector's onKeepalive). This adds, on the connector's query connection:
-// - heartbeats (heartbeat.intervalMs > 0): a non-transactional logical message, then the
-//   configured heartbeat.query if any, so that WAL moves and the walsender sends keepalives that let the slot
-//   advance even on a database where nothing else writes;
+// - heartbeats (heartbeat.intervalMs > 0, on by default): a non-transactional logical message, then
+//   the configured heartbeat.query if any. The message comes back through the replication stream
+//   (messages 'true') and the connector confirms its LSN by the keepalive rule (src/pipeline/messages.ts),
+//   so the slot advances on an idle database and while only tables pgcdc does not capture are written;
 // - a slot poll every few seconds: lag (current WAL − confirmed_flush_lsn), retained WAL
 //   (current WAL − restart_lsn), wal_status, safe_wal_size and max_slot_wal_keep_size — how close
 //   the slot is to being invalidated — with a warning when retained WAL passes walWarnBytes.
 import type pg from 'pg';
+import { HEARTBEAT_PREFIX } from '../pipeline/messages.ts';
 import type { Logger } from './log.ts';
 import type { Worker } from './worker.ts';
 
-export const DEFAULT_HEARTBEAT_QUERY = "SELECT pg_logical_emit_message(false, 'pgcdc-heartbeat', '')";
+// Non-transactional: decoded at once, outside any transaction, so with messages 'true' it comes
+// back through the stream and its LSN can be confirmed even while other tables keep the server busy.
+export const DEFAULT_HEARTBEAT_QUERY = `SELECT pg_logical_emit_message(false, '${HEARTBEAT_PREFIX}', '')`;
 
 export interface SlotHealth {
   /** When it was read (ms since the epoch). */

@@ -86,7 +86,9 @@ describe('loadConfig', () => {
     assert.equal(cfg.avro.typeMode, 'debezium');
     assert.deepEqual([cfg.http.port, cfg.http.host, cfg.http.mutations], [8080, '127.0.0.1', true]);
     assert.deepEqual(cfg.log, { level: 'info', format: 'auto' });
-    assert.equal(cfg.heartbeat.intervalMs, 0);
+    assert.equal(cfg.heartbeat.intervalMs, 10_000, 'heartbeats on by default');
+    assert.deepEqual([cfg.topics.messageEvents, cfg.topics.transactionMetadata], [false, false]);
+    assert.deepEqual(cfg.topics.messagePrefixes, []);
     assert.equal(cfg.heartbeat.walWarnBytes, 1024 ** 3);
   });
 

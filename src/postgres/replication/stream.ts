@@ -39,6 +39,11 @@ export interface StreamOptions {
   startLsn: Lsn;
   /** postgres.replicationTimeoutMs: silence (no CopyData at all) after which the connection counts as lost. */
   timeoutMs?: number;
+  /**
+   * Ask pgoutput for logical decoding messages (`messages 'true'`, PostgreSQL 14+): pgcdc's own
+   * heartbeats come back through the stream and move the slot, and op 'm' events can be published.
+   */
+  messages?: boolean;
 }
 
 export const DEFAULT_REPLICATION_TIMEOUT_MS = 60_000;
@@ -172,11 +177,15 @@ export class ReplicationStream {
           return null;
         }
       },
-      start: (client: pg.Client, slot: string, lsn: string) =>
-        client.query(
+      start: async (client: pg.Client, slot: string, lsn: string) => {
+        // pgoutput knows the messages option from PostgreSQL 14; a 13 refuses START_REPLICATION with it.
+        const messages = opts.messages === true && (await serverVersionNum(client)) >= 140000;
+        return client.query(
           `START_REPLICATION SLOT "${slot.replaceAll('"', '""')}" LOGICAL ${lsn} ` +
-            `(proto_version '1', publication_names '${opts.publication.replaceAll("'", "''")}')`,
-        ),
+            `(proto_version '1', publication_names '${opts.publication.replaceAll("'", "''")}'` +
+            `${messages ? ", messages 'true'" : ''})`,
+        );
+      },
     };
     this.#confirmed = opts.startLsn;
     this.#startWatchdog(opts.slot, opts.timeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS);
@@ -343,6 +352,12 @@ async function endAbandonedWalsender(
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** server_version_num over the replication connection (SHOW is a replication command). */
+async function serverVersionNum(client: pg.Client): Promise<number> {
+  const r = await client.query<{ server_version_num: string }>('SHOW server_version_num');
+  return Number(r.rows[0]?.server_version_num ?? 0);
 }
 
 /** A decoder error as the connector reports it: at which LSN, which message, why. */
