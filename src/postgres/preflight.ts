@@ -8,6 +8,7 @@ import type { TableRef } from '../config/tables.ts';
 import type { SshSettings } from '../tunnel/ssh.ts';
 import { SshTunnel } from '../tunnel/ssh.ts';
 import { PostgresEndpoint, type PostgresSettings } from './connection.ts';
+import { capabilityChecks, failoverCheck, publicationFilterCheck } from './preflight/capabilities.ts';
 import { describeConnectError } from './preflight/connect-errors.ts';
 import { hostKeyCheck } from './preflight/ssh-host-key.ts';
 import { applyFixes } from './preflight/fix.ts';
@@ -34,6 +35,7 @@ import {
   walLevelCheck,
   walSendersCheck,
   type CheckSettings,
+  type ServerFacts,
 } from './preflight/rules.ts';
 import {
   kafkaCheck,
@@ -52,7 +54,7 @@ export interface PreflightConfig {
   /** Connections go through this SSH tunnel when enabled, as the worker's do. */
   ssh?: SshSettings;
   publication: { name: string; autoCreate: boolean };
-  slot: { name: string };
+  slot: { name: string; failover?: boolean };
   snapshot: { mode: string };
   tables: { include: TableRef[]; exclude: TableRef[] };
   heartbeat: { walWarnBytes: number };
@@ -131,6 +133,34 @@ export async function connectForChecks(
   }
 }
 
+/** What the server's version supports, the publication's filters, failover readiness. */
+async function versionDependentChecks(
+  client: pg.Client,
+  server: ServerFacts,
+  cfg: PreflightConfig,
+  endpoint: PostgresEndpoint,
+): Promise<CheckResult[]> {
+  const out = capabilityChecks(server);
+  const filters = await publicationFilterCheck(client, server, cfg.publication.name);
+  if (filters) out.push(filters);
+  if (!server.inRecovery) {
+    out.push(
+      await failoverCheck(
+        client,
+        server,
+        {
+          postgres: cfg.postgres,
+          slot: cfg.slot,
+          snapshotMode: cfg.snapshot.mode,
+          tunnel: !!cfg.ssh?.enabled,
+        },
+        endpoint.target,
+      ),
+    );
+  }
+  return out;
+}
+
 async function postgresChecks(
   cfg: PreflightConfig,
   opts: PreflightOptions,
@@ -156,7 +186,7 @@ async function postgresChecks(
     results.push(
       ok(
         'connection',
-        `connected to ${pgs.host}:${pgs.port}/${role.database} as ${role.user} (${server.ssl ? 'TLS' : 'no TLS'}${cfg.ssh?.enabled ? `, through SSH ${cfg.ssh.host}` : ''})`,
+        `connected to ${endpoint.target.host}:${endpoint.target.port}/${role.database} as ${role.user} (${server.ssl ? 'TLS' : 'no TLS'}${cfg.ssh?.enabled ? `, through SSH ${cfg.ssh.host}` : ''})`,
       ),
     );
     results.push(versionCheck(server));
@@ -207,6 +237,7 @@ async function postgresChecks(
     results.push(
       slotCheck(slots.find((x) => x.name === settings.slot.name) ?? null, settings, role.database),
     );
+    results.push(...(await versionDependentChecks(client, server, cfg, endpoint)));
     return { results, fixes };
   } finally {
     await client.end().catch(() => undefined);

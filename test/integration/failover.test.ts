@@ -7,6 +7,8 @@
 // Which majors: PGCDC_PG_FAILOVER=17,18 (default 17).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { runPreflight } from '../../src/postgres/preflight.ts';
+import { formatLine } from '../../src/postgres/preflight/result.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { createLogger } from '../../src/worker/log.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
@@ -101,6 +103,16 @@ describe('failover slots', { concurrency: false }, () => {
             return r.rows[0]?.synced && !r.rows[0].temporary ? true : undefined;
           },
           90_000,
+        );
+        // pgcdc check, given the host list: the standby's copy is synced, the settings are right.
+        const report = await runPreflight(config);
+        const failoverLine = report.results.filter((r) => r.id === 'failover').map(formatLine);
+        console.log(failoverLine.join('\n'));
+        assert.match(
+          failoverLine[0] ?? '',
+          new RegExp(
+            `^ok .*slot ${slot} is a failover slot, synced to 127\\.0\\.0\\.1:${standby.port}; synchronized_standby_slots = standby_slot`,
+          ),
         );
         await eventually('changes in Kafka', async () =>
           ids(await reader.read(topic)).some((id) => id > 1001) ? true : undefined,

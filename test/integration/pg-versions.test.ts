@@ -11,6 +11,8 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Connector } from '../../src/pipeline/connector.ts';
 import { createLogger } from '../../src/worker/log.ts';
+import { runPreflight } from '../../src/postgres/preflight.ts';
+import { formatLine } from '../../src/postgres/preflight/result.ts';
 import { PG_MAJORS, startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
 import {
   TopicReader,
@@ -84,6 +86,34 @@ describe('PostgreSQL version matrix', { concurrency: false }, () => {
         PGCDC_PUBLICATION_NAME: pub,
         PGCDC_PUBLICATION_AUTO_CREATE: 'false',
       };
+      // pgcdc check: what this version supports, the publication's filters, failover readiness.
+      const report = await runPreflight(workerConfig(name, env));
+      const lines = report.results.map(formatLine);
+      const line = (re: RegExp) => lines.find((l) => re.test(l)) ?? `(none matches ${String(re)})`;
+      assert.ok(report.passed, lines.join('\n'));
+      console.log(
+        lines
+          .filter((l) => /server supports|publication filters|failover/.test(l))
+          .map((l) => `PGCDC_CHECK pg${major}: ${l}`)
+          .join('\n'),
+      );
+      assert.match(line(/failover slots/), major >= 17 ? /: supported/ : /not before PostgreSQL 17/);
+      assert.match(line(/generated columns in publications/), major >= 18 ? /: supported/ : /not before/);
+      assert.match(line(/row filters and column lists/), major >= 15 ? /: supported/ : /not before/);
+      assert.match(line(/two-phase/), major >= 15 ? /: supported/ : /not before/);
+      if (major >= 15) {
+        assert.match(
+          line(/^warning\s+publication filters/),
+          /row filter WHERE \(id < 100\).*column list \(id, v\)/,
+        );
+      }
+      if (major >= 18) assert.match(line(/^warning\s+publication filters/), /publishes generated columns/);
+      assert.match(
+        line(/^\w+\s+failover/),
+        major >= 17
+          ? /^ok .*created with FAILOVER true at start/
+          : /^ok .*has no failover slots.*slot no longer exists/,
+      );
       const typedTopic = `${name}.public.${typed}`;
       const plainTopic = `${name}.public.${plain}`;
       const run = async (during: () => Promise<void>) => {

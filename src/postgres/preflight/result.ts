@@ -20,6 +20,9 @@ export type CheckId =
   | 'publication'
   | 'replica_identity'
   | 'slot'
+  | 'capability'
+  | 'publication_filters'
+  | 'failover'
   | 'kafka'
   | 'schema_registry';
 
@@ -40,6 +43,9 @@ export const LABELS: Record<CheckId, string> = {
   publication: 'publication',
   replica_identity: 'replica identity',
   slot: 'slot',
+  capability: 'server supports',
+  publication_filters: 'publication filters',
+  failover: 'failover',
   kafka: 'kafka',
   schema_registry: 'schema registry',
 };
