@@ -37,6 +37,14 @@ export interface KafkaHooks {
 const KAFKAJS_LOG_WINDOW_MS = 10_000;
 
 /**
+ * kafkajs warnings that say nothing an operator must act on, logged at debug: the idempotent
+ * producer's retries are bounded on purpose (when they run out, the connector restarts from its
+ * stored offset: at-least-once, never a loss), and a coordinator still loading after a broker
+ * start is retried by kafkajs itself.
+ */
+const EXPECTED_WARNINGS = /^(Limiting retries for the idempotent producer|Response InitProducerId)/;
+
+/**
  * kafkajs's log lines as pgcdc log lines. kafkajs logs every retry at ERROR; pgcdc reports the
  * failure that ends the retries itself, so kafkajs's errors are warnings here. Repeated lines (a
  * broker that stays down logs the same connection error on every retry) are rate-limited.
@@ -63,7 +71,7 @@ export function kafkajsLogCreator(
     };
     if (entry.level === logLevel.ERROR && typeof rest.retryCount === 'number') opts.onRetry?.();
     if (!log) return;
-    const level = entry.level <= logLevel.WARN ? 'warn' : 'debug';
+    const level = entry.level <= logLevel.WARN && !EXPECTED_WARNINGS.test(String(message)) ? 'warn' : 'debug';
     const key = `${entry.level}\u0000${entry.namespace}\u0000${message}`;
     const t = now();
     const s = seen.get(key);
