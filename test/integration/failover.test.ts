@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runPreflight } from '../../src/postgres/preflight.ts';
 import { formatLine } from '../../src/postgres/preflight/result.ts';
+import { PostgresEndpoint } from '../../src/postgres/connection.ts';
 import { Worker } from '../../src/worker/worker.ts';
 import { createLogger } from '../../src/worker/log.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
@@ -77,6 +78,13 @@ describe('failover slots', { concurrency: false }, () => {
         PGCDC_POSTGRES_DATABASE: primary.database,
         PGCDC_TABLES_INCLUDE: `public.${table}`,
       });
+      // The standby first in the list: it is skipped (pg_is_in_recovery), the primary is used.
+      const reversed = new PostgresEndpoint({
+        ...config.postgres,
+        host: `127.0.0.1:${standby.port},127.0.0.1:${primary.port}`,
+      });
+      await (await reversed.connect()).end();
+      assert.equal(reversed.target.port, primary.port);
       const worker = new Worker(config, log, { failureGraceMs: null });
       const outcome = worker.run();
       const topic = `${name}.public.${table}`;

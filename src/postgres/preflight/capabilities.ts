@@ -42,7 +42,7 @@ const CAPABILITIES: readonly Capability[] = [
   {
     since: 16,
     what: 'logical decoding on a standby',
-    use: 'pgcdc connects to the primary (docs/failover.md)',
+    use: 'pgcdc can stream from a standby, with the publication created on the primary (docs/failover.md)',
   },
   {
     since: 16,

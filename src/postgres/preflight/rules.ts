@@ -158,8 +158,16 @@ export function walLevelCheck(walLevel: string, platform: Platform): CheckResult
   );
 }
 
-export function primaryCheck(inRecovery: boolean): CheckResult {
+export function primaryCheck(inRecovery: boolean, versionNum = 0): CheckResult {
   if (!inRecovery) return ok('primary', 'connected to the primary (not in recovery)');
+  if (versionNum >= 160000) {
+    // PostgreSQL 16+ decodes on a standby (tested: test/integration/standby-decoding.test.ts).
+    return warning(
+      'primary',
+      'connected to a standby: PostgreSQL 16+ decodes there, but the publication must already exist (created on the primary) and the slot is invalidated when the primary removes rows it still needs',
+      'create the publication on the primary and set publication.autoCreate=false; on the standby set hot_standby_feedback = on and primary_slot_name (docs/failover.md)',
+    );
+  }
   return failed(
     'primary',
     'connected to a standby (pg_is_in_recovery() is true): the publication, the slot and its snapshot need the primary',

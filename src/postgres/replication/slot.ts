@@ -26,9 +26,10 @@ export async function createSlotWithSnapshot(
 ): Promise<CreatedSlot> {
   const temporary = opts.temporary ? ' TEMPORARY' : '';
   // PostgreSQL 17+: a failover slot is copied to standbys with sync_replication_slots, so a
-  // promoted standby still has it. A temporary slot cannot be one (the server refuses).
+  // promoted standby still has it. A temporary slot cannot be one, nor one made on a standby
+  // (the server refuses both).
   const failover =
-    (opts.failover ?? true) && !opts.temporary && (await serverVersionNum(replicationClient)) >= 170000
+    (opts.failover ?? true) && !opts.temporary && (await failoverSlotsHere(replicationClient))
       ? ', FAILOVER true'
       : '';
   let res: pg.QueryResult;
@@ -53,10 +54,13 @@ export async function createSlotWithSnapshot(
   };
 }
 
-/** server_version_num over a replication connection (SHOW is a replication command too). */
-async function serverVersionNum(client: pg.Client): Promise<number> {
-  const { rows } = await client.query<{ server_version_num: string }>('SHOW server_version_num');
-  return Number(rows[0]?.server_version_num ?? 0);
+/** PostgreSQL 17+ and a primary (SQL runs on a replication=database connection too). */
+async function failoverSlotsHere(client: pg.Client): Promise<boolean> {
+  const { rows } = await client.query<{ ok: unknown }>(
+    "SELECT current_setting('server_version_num')::int >= 170000 AND NOT pg_is_in_recovery() AS ok",
+  );
+  const ok = rows[0]?.ok;
+  return ok === true || ok === 't';
 }
 
 /**
