@@ -116,4 +116,55 @@ describe('logical decoding messages and transaction metadata', () => {
     assert.deepEqual(await reader.read(`${name}.transaction`), []);
     assert.equal((changes[0]!.value as unknown as { transaction: unknown }).transaction, null);
   });
+
+  test('a graceful stop inside a 1,000-row transaction: one BEGIN, one END counting 1,000, orders 1..1000 without a gap', async () => {
+    const name = uniqueName('txmid');
+    const t = `${name}_t`;
+    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, pad text)`);
+    const extra = {
+      PGCDC_TABLES_INCLUDE: `public.${t}`,
+      PGCDC_TOPICS_TRANSACTION_METADATA: 'true',
+      // Few records in flight, so the transaction takes many Kafka round trips to get through.
+      PGCDC_KAFKA_MAX_IN_FLIGHT_RECORDS: '5',
+    };
+    const topic = `${name}.public.${t}`;
+    let w = startConnector(name, extra);
+    await streaming(w);
+    await db.query(`INSERT INTO ${t} SELECT g, repeat('x', 200) FROM generate_series(1, 1000) g`);
+    await new Promise((r) => setTimeout(r, 50));
+    await w.connector.stop();
+    await w.running;
+    const atStop = (await reader.read(topic)).length;
+    assert.ok(
+      atStop > 0 && atStop < 1000,
+      `the stop fell inside the transaction (${atStop} of 1000 in Kafka)`,
+    );
+
+    w = startConnector(name, extra);
+    await streaming(w);
+    const txs = await eventually('END', async () => {
+      const r = await reader.read(`${name}.transaction`);
+      return r.some((x) => (x.value as unknown as TxValue).status === 'END') ? r : undefined;
+    });
+    const changes = await eventually('the rest of the transaction', async () => {
+      const r = await reader.read(topic);
+      return r.length >= 1000 ? r : undefined;
+    });
+    await w.connector.stop();
+    await w.running;
+    const tx = txs.map((r) => r.value as unknown as TxValue);
+    assert.deepEqual(
+      tx.map((v) => v.status),
+      ['BEGIN', 'END'],
+      `no second BEGIN after the restart (stopped at ${atStop})`,
+    );
+    assert.equal(tx[1]!.event_count, 1000n);
+    const orders = changes.map((r) =>
+      Number((r.value as unknown as { transaction: Block }).transaction.total_order),
+    );
+    assert.deepEqual(
+      orders,
+      Array.from({ length: 1000 }, (_, i) => i + 1),
+    );
+  });
 });
