@@ -25,6 +25,7 @@ const A = 1; // leads the table's partition 0
 const B = 2; // leads the offsets topic and the table's partition 1
 const C = 3;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// PGCDC_TEST_EOS_MODE=at-least-once shows what the checks catch without exactly-once.
 
 describe('exactly-once on three brokers', () => {
   const db: pg.Client = newPgClient();
@@ -64,7 +65,7 @@ describe('exactly-once on three brokers', () => {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_TOPICS_PARTITIONS: '3',
       PGCDC_KAFKA_BROKERS: cluster.brokers(),
-      PGCDC_DELIVERY_MODE: 'exactly-once',
+      PGCDC_DELIVERY_MODE: process.env.PGCDC_TEST_EOS_MODE ?? 'exactly-once',
       PGCDC_HTTP_PORT: '0',
       PGCDC_LOG_LEVEL: 'info',
       PGCDC_LOG_FORMAT: 'json',
