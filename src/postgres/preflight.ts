@@ -191,7 +191,10 @@ async function postgresChecks(
     );
     results.push(versionCheck(server));
     if (server.versionNum < 100000) return { results, fixes };
-    results.push(walLevelCheck(server.walLevel, server.platform), primaryCheck(server.inRecovery, server.versionNum));
+    results.push(
+      walLevelCheck(server.walLevel, server.platform),
+      primaryCheck(server.inRecovery, server.versionNum),
+    );
     const replication = await probeReplicationConnection(endpoint);
     results.push(replicationCheck(role, replication, server.platform));
     const slots = await probeSlots(client, server);
