@@ -23,7 +23,15 @@ import {
 } from '../support/pipeline.ts';
 
 const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
-const majors = (process.env.PGCDC_PG_FAILOVER ?? '17').split(',').map((v) => Number(v.trim()));
+const majors = (process.env.PGCDC_PG_FAILOVER ?? '17')
+  .split(',')
+  .map(Number)
+  .filter((v) => v > 0);
+/** Before failover slots: the documented fallback, snapshot.mode=when_needed. */
+const oldMajors = (process.env.PGCDC_PG_FAILOVER_OLD ?? '16')
+  .split(',')
+  .map(Number)
+  .filter((v) => v > 0);
 
 const ids = (records: DecodedRecord[]) =>
   records.filter((r) => r.value && r.value.op !== 'd').map((r) => Number(r.value!.after!.id));
@@ -161,6 +169,62 @@ describe('failover slots', { concurrency: false }, () => {
         // synchronized_standby_slots: pgcdc never received a change the standby did not have.
         assert.deepEqual(extra, []);
         assert.equal(snapshotRecords, 100, 'one snapshot only');
+        assert.equal(worker.failure, null);
+      } finally {
+        await worker.stop();
+        await outcome;
+      }
+    });
+  }
+  for (const major of oldMajors) {
+    test(`PostgreSQL ${major}: the promoted standby has no slot; snapshot.mode=when_needed takes a new snapshot`, async () => {
+      const primary = await startMatrixServer(major);
+      servers.push(primary);
+      const name = uniqueName(`fw${major}`);
+      const table = `${name}_t`;
+      await primary.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+      await primary.query(`INSERT INTO ${table} SELECT g, 'seed' FROM generate_series(1, 100) g`);
+      const standby = await primary.standby();
+      servers.push(standby);
+      const config = workerConfig(name, {
+        PGCDC_POSTGRES_HOST: `127.0.0.1:${primary.port},127.0.0.1:${standby.port}`,
+        PGCDC_POSTGRES_USER: primary.user,
+        PGCDC_POSTGRES_PASSWORD: primary.password,
+        PGCDC_POSTGRES_DATABASE: primary.database,
+        PGCDC_TABLES_INCLUDE: `public.${table}`,
+        PGCDC_SNAPSHOT_MODE: 'when_needed',
+      });
+      const worker = new Worker(config, log, { failureGraceMs: null });
+      const outcome = worker.run();
+      const topic = `${name}.public.${table}`;
+      try {
+        await eventually('streaming', async () =>
+          worker.state === 'STREAMING' || worker.failure ? true : undefined,
+        );
+        await primary.query(`INSERT INTO ${table} VALUES (1001, 'before')`);
+        await eventually('the change in Kafka', async () =>
+          ids(await reader.read(topic)).includes(1001) ? true : undefined,
+        );
+        // Replicated to the standby before the crash, so the new primary has it.
+        await eventually('the standby caught up', async () =>
+          (await standby.query(`SELECT 1 FROM ${table} WHERE id = 1001`)).rowCount === 1 ? true : undefined,
+        );
+        await primary.crash();
+        await standby.promote();
+        await standby.query(`INSERT INTO ${table} VALUES (5001, 'after')`);
+        const records = await eventually(
+          'a second snapshot from the new primary',
+          async () => {
+            const r = await reader.read(topic);
+            return r.filter((x) => x.value?.op === 'r').length >= 100 + 102 ? r : undefined;
+          },
+          120_000,
+        );
+        const snapshots = records.filter((r) => r.value?.op === 'r').length;
+        console.log(
+          `PGCDC_FAILOVER pg${major} when_needed: ${records.length} records, ${snapshots} snapshot records (100 + a new snapshot of 102 rows)`,
+        );
+        assert.equal(snapshots, 202);
         assert.equal(worker.failure, null);
       } finally {
         await worker.stop();

@@ -15,7 +15,10 @@ import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-vers
 import { TopicReader, eventually, uniqueName, workerConfig } from '../support/pipeline.ts';
 
 const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
-const majors = (process.env.PGCDC_PG_STANDBY ?? '16').split(',').map((v) => Number(v.trim()));
+const majors = (process.env.PGCDC_PG_STANDBY ?? '16')
+  .split(',')
+  .map(Number)
+  .filter((v) => v > 0);
 
 describe('logical decoding on a standby', { concurrency: false }, () => {
   const reader = new TopicReader();
