@@ -372,12 +372,13 @@ describe('helm chart helm/pgcdc', () => {
       for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) assert.equal(svcLabels[k], v);
     });
 
-    it('adds a PrometheusRule alerting on slot lag, a FAILED connector and no progress', () => {
+    it('adds a PrometheusRule alerting on slot lag, a FAILED or reconnecting connector and no progress', () => {
       const rule = only(manifests, 'PrometheusRule');
       const rules: Manifest[] = rule.spec.groups.flatMap((g: Manifest) => g.rules);
       const byName = Object.fromEntries(rules.map((r) => [r.alert, r]));
       assert.deepEqual(Object.keys(byName).sort(), [
         'PgcdcConnectorFailed',
+        'PgcdcConnectorReconnecting',
         'PgcdcNoProgress',
         'PgcdcSlotLagHigh',
       ]);
@@ -390,6 +391,11 @@ describe('helm chart helm/pgcdc', () => {
         byName.PgcdcConnectorFailed!.expr,
         `max by (namespace, pod) (pgcdc_connector_state{${sel},state="FAILED"}) == 1`,
       );
+      assert.equal(
+        byName.PgcdcConnectorReconnecting!.expr,
+        `max by (namespace, pod) (pgcdc_connector_state{${sel},state="RECONNECTING"}) == 1`,
+      );
+      assert.equal(byName.PgcdcConnectorReconnecting!.for, '5m');
       const noProgress = byName.PgcdcNoProgress!.expr as string;
       assert.match(noProgress, /increase\(pgcdc_records_produced_total\{[^}]*\}\[15m\]\)\) == 0/);
       assert.match(noProgress, /pgcdc_slot_lag_bytes\{[^}]*\}\) > 0/);
