@@ -93,6 +93,28 @@ describe('failover slots', { concurrency: false }, () => {
       });
       await (await reversed.connect()).end();
       assert.equal(reversed.target.port, primary.port);
+      // pgcdc check before the slot exists: the standby of the list is ready to sync it; a list
+      // without a primary is a connection failure that `run` waits out (transient).
+      const before = (await runPreflight(config)).results;
+      assert.match(
+        before.filter((r) => r.id === 'failover').map(formatLine)[0] ?? '',
+        new RegExp(
+          `^ok .*created with FAILOVER true at start; 127\\.0\\.0\\.1:${standby.port} is a standby set to sync it`,
+        ),
+      );
+      const noPrimary = workerConfig(name, {
+        PGCDC_POSTGRES_HOST: `127.0.0.1:${standby.port},127.0.0.1:1`,
+        PGCDC_POSTGRES_USER: primary.user,
+        PGCDC_POSTGRES_PASSWORD: primary.password,
+        PGCDC_POSTGRES_DATABASE: primary.database,
+      });
+      const onlyStandby = (await runPreflight(noPrimary)).results.find((r) => r.id === 'connection');
+      assert.equal(onlyStandby?.status, 'failed');
+      assert.equal(onlyStandby?.transient, true);
+      assert.match(
+        onlyStandby?.message ?? '',
+        /no primary among postgres\.host: 127\.0\.0\.1:\d+ \(a standby\)/,
+      );
       const worker = new Worker(config, log, { failureGraceMs: null });
       const outcome = worker.run();
       const topic = `${name}.public.${table}`;

@@ -259,7 +259,7 @@ export async function failoverCheck(
       problems.push(
         `standby ${sb.where} has no usable synced copy of slot ${slot}${sb.slot?.temporary ? ' (still temporary: the standby has not caught up with it)' : ''}${sb.slot?.invalidation ? ` (invalidated: ${sb.slot.invalidation})` : ''}`,
       );
-    } else if (f.failover !== null) synced.push(sb.where);
+    } else synced.push(sb.where);
   }
   if (problems.length > 0) {
     return warning(
@@ -270,7 +270,9 @@ export async function failoverCheck(
   }
   const where =
     synced.length > 0
-      ? `, synced to ${synced.join(', ')}`
+      ? f.failover === null
+        ? `; ${synced.join(', ')} ${synced.length === 1 ? 'is a standby' : 'are standbys'} set to sync it`
+        : `, synced to ${synced.join(', ')}`
       : others.length === 0
         ? '; no standby in postgres.host to check its copy (give the standbys as a host list, docs/failover.md)'
         : '';

@@ -50,6 +50,14 @@ export function describeConnectError(err: unknown, t: ConnectTarget): ConnectPro
   const ours = err instanceof Error && /^(UserError|RetriableError)$/.test(err.name);
   // Told in one line already, with no driver error under it (settings, SSH tunnel): the message
   // names the setting to change.
+  // A host list with no primary in it (connection.ts): transient while a failover is under way.
+  if (ours && /^no primary among postgres\.host/.test((err as Error).message)) {
+    return {
+      kind: 'unreachable',
+      message: (err as Error).message.split('\n')[0]!,
+      fix: 'list the primary in postgres.host, or promote a standby (docs/failover.md)',
+    };
+  }
   if (ours && !(cause instanceof Error)) {
     return { kind: 'settings', message: (err as Error).message.split('\n')[0]!, fix: '' };
   }
