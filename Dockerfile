@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# pgcdc container image: docker build -t pgcdc:0.1.0 .
+# pgcdc container image: docker build -t pgcdc:0.2.0 .
 #
 # Runtime properties (the Helm chart in helm/pgcdc relies on them):
 #  - Node 24 LTS on Debian bookworm-slim; production dependencies only, compiled dist/.

@@ -216,7 +216,7 @@ describe('helm chart helm/pgcdc', () => {
     it('runs exactly one pod with Recreate, hardened, probed on /healthz and /readyz', () => {
       const dep = only(manifests, 'Deployment');
       checkDeployment(dep, 'pgcdc-credentials');
-      assert.equal(dep.spec.template.spec.containers[0].image, 'pgcdc:0.1.0');
+      assert.equal(dep.spec.template.spec.containers[0].image, 'pgcdc:0.2.0');
       assert.equal(dep.spec.template.spec.serviceAccountName, 'pgcdc');
     });
 
@@ -279,7 +279,7 @@ describe('helm chart helm/pgcdc', () => {
       const dep = only(manifests, 'Deployment');
       checkDeployment(dep, 'orders-eu-pgcdc');
       const c = dep.spec.template.spec.containers[0];
-      assert.equal(c.image, 'registry.example.com/data/pgcdc:0.1.0');
+      assert.equal(c.image, 'registry.example.com/data/pgcdc:0.2.0');
       assert.deepEqual(c.resources, {
         requests: { cpu: '250m', memory: '512Mi' },
         limits: { cpu: '2', memory: '1Gi' },
