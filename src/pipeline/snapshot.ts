@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import type { ChangeEvent, Relation, Row, SnapshotMarker } from '../change/event.ts';
 import type { SnapshotState, TableProgress } from '../kafka/offsets.ts';
-import { relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
+import { publishedShape, relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
 import type { PostgresEndpoint } from '../postgres/connection.ts';
 import { formatLsn, parseLsn, type Lsn } from '../postgres/lsn.ts';
 import { createSlotWithSnapshot, dropSlot } from '../postgres/replication/slot.ts';
@@ -152,7 +152,8 @@ async function loadTables(
   try {
     for (const t of tables) {
       const name = tableName(t);
-      const relation = await ctx.enrich(await relationFromCatalog(snapClient, t));
+      const shape = await publishedShape(snapClient, s.publication.name, t);
+      const relation = await ctx.enrich(await relationFromCatalog(snapClient, t, shape.columns));
       const table = acknowledged[name]!;
       if (table.done) continue;
       const estimate = await estimateRows(snapClient, relation);
@@ -169,7 +170,13 @@ async function loadTables(
         published++;
         lastKey = key;
       };
-      const reading = readTable(snapClient, relation, s.snapshot.batchSize, byKey ? { after } : undefined);
+      const reading = readTable(
+        snapClient,
+        relation,
+        s.snapshot.batchSize,
+        byKey ? { after } : undefined,
+        shape.rowFilter,
+      );
       for await (const batch of reading) {
         for (const row of batch) {
           if (held) await publishHeld(false);

@@ -29,7 +29,12 @@ interface ColumnRow {
  * not generated), in attribute order. Key columns follow the one key rule (keyColumns in
  * src/capture/selection.ts), as the stream's do.
  */
-export async function relationFromCatalog(client: pg.Client, t: TableRef): Promise<Relation> {
+export async function relationFromCatalog(
+  client: pg.Client,
+  t: TableRef,
+  /** The columns the publication sends (publishedShape), when known: the same ones are read. */
+  published: string[] | null = null,
+): Promise<Relation> {
   const { rows } = await client.query<ColumnRow>(
     `SELECT c.oid::int8 AS oid, c.relreplident, a.attname, a.atttypid::int8 AS atttypid,
             a.atttypmod, a.attnotnull,
@@ -37,12 +42,13 @@ export async function relationFromCatalog(client: pg.Client, t: TableRef): Promi
             COALESCE(a.attnum = ANY(ri.indkey), false) AS ri
        FROM pg_class c
        JOIN pg_namespace n ON n.oid = c.relnamespace
-       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        AND (CASE WHEN $3::text[] IS NULL THEN a.attgenerated = '' ELSE a.attname = ANY($3::text[]) END)
        LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary
        LEFT JOIN pg_index ri ON ri.indrelid = c.oid AND ri.indisreplident
       WHERE n.nspname = $1 AND c.relname = $2
       ORDER BY a.attnum`,
-    [t.schema, t.table],
+    [t.schema, t.table, published],
   );
   const first = rows[0];
   if (!first) throw new UserError(`table ${tableName(t)} does not exist or has no columns`);
@@ -85,4 +91,28 @@ export async function keyColumnNames(client: pg.Client, relationOid: number): Pr
     rows.filter((r) => r.pk === 't').map((r) => r.attname),
     rows.filter((r) => r.ri === 't').map((r) => r.attname),
   );
+}
+
+/**
+ * What a publication sends of a table on PostgreSQL 15+: its column list (also what PG18's
+ * publish_generated_columns adds) and its row filter, from pg_publication_tables. The initial
+ * load reads exactly that, as PostgreSQL's own initial table sync does, so a column or a row the
+ * user kept out of the publication is not published by the snapshot either. Before 15 a
+ * publication has neither: null, null.
+ */
+export async function publishedShape(
+  client: pg.Client,
+  publication: string,
+  t: TableRef,
+): Promise<{ columns: string[] | null; rowFilter: string | null }> {
+  const version = await client.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`);
+  if (Number(version.rows[0]?.v) < 150000) return { columns: null, rowFilter: null };
+  const { rows } = await client.query<{ attnames: string[] | null; rowfilter: string | null }>(
+    `SELECT attnames::text[] AS attnames, rowfilter
+       FROM pg_publication_tables
+      WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`,
+    [publication, t.schema, t.table],
+  );
+  const row = rows[0];
+  return { columns: row?.attnames ?? null, rowFilter: row?.rowfilter ?? null };
 }

@@ -77,9 +77,8 @@ export function capabilityChecks(server: ServerFacts): CheckResult[] {
 
 /**
  * Publications whose tables have a row filter or a column list (15+) or that publish generated
- * columns (18+): the stream follows them, the snapshot does not (it reads every row and every
- * column the catalog has, generated ones excepted), so the topic's first records differ in shape
- * or rows from what the stream sends afterwards.
+ * columns (18+): reported so the user sees what is captured. The initial load reads the same rows
+ * and columns as the stream sends (src/postgres/catalog.ts publishedShape).
  */
 export async function publicationFilterCheck(
   client: pg.Client,
@@ -113,10 +112,9 @@ export async function publicationFilterCheck(
       `publication ${publication} has no row filter, column list or generated columns`,
     );
   }
-  return warning(
+  return ok(
     'publication_filters',
-    `publication ${publication}: ${notes.join('; ')}; the stream follows this, the snapshot does not: it reads every row and every non-generated column`,
-    `for the same rows and columns in both, publish whole tables (ALTER PUBLICATION ${ident(publication)} SET TABLE ...)${gen ? ` and ALTER PUBLICATION ${ident(publication)} SET (publish_generated_columns = none);` : ''}, or exclude the columns in Kafka (a single message transform)`,
+    `publication ${publication}: ${notes.join('; ')}; the initial load reads the same rows and columns as the stream`,
   );
 }
 

@@ -20,20 +20,24 @@ export async function* readTable(
   relation: Relation,
   batchSize: number,
   byKey?: { after: Array<string | null> | null },
+  /** The publication's row filter (publishedShape): rows it keeps out are not read either. */
+  rowFilter: string | null = null,
 ): AsyncGenerator<Row[]> {
   const cursor = ident(`pgcdc_${relation.oid}`);
   const columns = relation.columns.map((c) => ident(c.name)).join(', ');
   const keys = relation.columns.filter((c) => c.isKey).map((c) => ident(c.name));
   let order = '';
   const params: Array<string | null> = [];
+  const where: string[] = rowFilter ? [rowFilter] : [];
   if (byKey && keys.length > 0) {
     if (byKey.after) {
       // Untyped parameters take the key columns' types (and the comparison their collations).
       params.push(...byKey.after);
-      order = ` WHERE (${keys.join(', ')}) > (${keys.map((_, i) => `$${i + 1}`).join(', ')})`;
+      where.push(`(${keys.join(', ')}) > (${keys.map((_, i) => `$${i + 1}`).join(', ')})`);
     }
-    order += ` ORDER BY ${keys.join(', ')}`;
+    order = ` ORDER BY ${keys.join(', ')}`;
   }
+  if (where.length > 0) order = ` WHERE ${where.join(' AND ')}${order}`;
   await client.query(
     `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}${order}`,
     params,
