@@ -53,6 +53,7 @@ const USAGE = `npm run bench -- [options]
   --profile             also run the snapshot once under node --cpu-prof and digest the profile
   --keep-topics         keep the benchmark topics (deleted by default)
   --delivery M          the worker's delivery.mode: at-least-once (default) or exactly-once
+  --transaction-ms T    the worker's delivery.transactionMs (exactly-once; default pgcdc's)
 `;
 
 export interface BenchResult {
@@ -86,6 +87,7 @@ async function main(argv: string[]): Promise<number> {
       profile: { type: 'boolean' },
       'keep-topics': { type: 'boolean' },
       delivery: { type: 'string' },
+      'transaction-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -144,6 +146,7 @@ async function main(argv: string[]): Promise<number> {
       // Several workers may run at once (and other engineers' tests): no fixed HTTP port.
       PGCDC_HTTP_PORT: '0',
       PGCDC_DELIVERY_MODE: values.delivery ?? 'at-least-once',
+      ...(values['transaction-ms'] ? { PGCDC_DELIVERY_TRANSACTION_MS: values['transaction-ms'] } : {}),
     },
     stream: {
       rates: (values['stream-rates'] ?? '1000,2000,4000,8000,16000,32000').split(',').map((r) => int(r, 0)),

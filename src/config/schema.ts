@@ -269,8 +269,8 @@ export const schema = {
       'at-least-once',
     ),
     transactionMs: int(
-      'exactly-once: a Kafka transaction is committed at the first PostgreSQL commit (or snapshot batch) after it is this old, in milliseconds; lower means less latency, more commits.',
-      100,
+      'exactly-once: a Kafka transaction is committed at the first PostgreSQL commit (or snapshot batch) after it is this old, in milliseconds, once the previous commit is done; lower means less latency, more commits.',
+      20,
       { min: 1, max: 30_000 },
     ),
     transactionMaxBytes: bytes(

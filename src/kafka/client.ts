@@ -44,6 +44,9 @@ const KAFKAJS_LOG_WINDOW_MS = 10_000;
  */
 const EXPECTED_WARNINGS = /^(Limiting retries for the idempotent producer|Response InitProducerId)/;
 
+/** kafkajs's text for CONCURRENT_TRANSACTIONS (protocol error 51). */
+const CONCURRENT_TRANSACTIONS = /another concurrent operation on the same transaction/;
+
 /**
  * kafkajs's log lines as pgcdc log lines. kafkajs logs every retry at ERROR; pgcdc reports the
  * failure that ends the retries itself, so kafkajs's errors are warnings here. Repeated lines (a
@@ -69,9 +72,14 @@ export function kafkajsLogCreator(
     } = entry.log as LogEntry['log'] & {
       stack?: unknown;
     };
-    if (entry.level === logLevel.ERROR && typeof rest.retryCount === 'number') opts.onRetry?.();
+    // Exactly-once: a transaction's first send is refused with CONCURRENT_TRANSACTIONS while the
+    // coordinator finishes the previous commit's markers; kafkajs retries it as a failed send, but
+    // it is the protocol's normal wait (src/kafka/transactional.ts), neither a retry nor a warning.
+    const txWait = CONCURRENT_TRANSACTIONS.test(String(message));
+    if (entry.level === logLevel.ERROR && typeof rest.retryCount === 'number' && !txWait) opts.onRetry?.();
     if (!log) return;
-    const level = entry.level <= logLevel.WARN && !EXPECTED_WARNINGS.test(String(message)) ? 'warn' : 'debug';
+    const level =
+      entry.level <= logLevel.WARN && !EXPECTED_WARNINGS.test(String(message)) && !txWait ? 'warn' : 'debug';
     const key = `${entry.level}\u0000${entry.namespace}\u0000${message}`;
     const t = now();
     const s = seen.get(key);

@@ -20,7 +20,7 @@
 // bound or its age bound (group commit: under load they grow, when idle they are committed after
 // `lingerMs`). A boundary comes at least every few thousand changes, so a transaction stays far
 // below transaction.timeout.ms.
-import { CompressionTypes, type Producer, type Transaction, type Kafka } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Producer, type Transaction, type Kafka } from 'kafkajs';
 import { UserError, causeChain } from '../errors.ts';
 import { Batcher, type OutRecord } from './batcher.ts';
 
@@ -59,8 +59,14 @@ export function transactionalProducer(kafka: Kafka, id: string): Producer {
     idempotent: true,
     maxInFlightRequests: 1,
     allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
     transactionalId: id,
     transactionTimeout: TRANSACTION_TIMEOUT_MS,
+    // Right after a commit the coordinator is still writing its markers, and the next
+    // transaction's first AddPartitionsToTxn is refused with CONCURRENT_TRANSACTIONS for a few
+    // milliseconds: retried after the client's 300 ms backoff, that wait was most of the latency.
+    // The same unlimited retries as the idempotent producer, from 10 ms up to 10 s.
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 10, maxRetryTime: 10_000 },
   });
 }
 
@@ -293,21 +299,17 @@ export class ExactlyOnceSink implements TransactionalSink {
 
   async #commit(tx: OpenTransaction): Promise<void> {
     if (this.#failed) throw this.#failed;
-    await tx.batcher.flush();
-    // The position moves over this transaction; the hook turns it into the offset record.
+    // The position moves over this transaction; the hook turns it into the offset record, which
+    // rides in the same send as the transaction's last records (one round trip less per commit).
     for (const m of tx.markers) m();
     const offset = this.#hook();
     if (!tx.kafka && !offset) return;
-    // Every transaction sealed before this one is committed (commits are chained).
-    const kafka = await (tx.kafka ??= this.#producer.transaction());
-    if (offset) {
-      const r = offset.record;
-      await kafka.sendBatch({
-        acks: -1,
-        topicMessages: [{ topic: r.topic, messages: [{ key: r.key, value: r.value, headers: r.headers }] }],
-      });
-    }
-    await kafka.commit();
+    // Every transaction sealed before this one is committed (commits are chained), so one that
+    // holds only the offset may begin here.
+    tx.kafka ??= this.#producer.transaction();
+    if (offset) await tx.batcher.push(offset.record);
+    await tx.batcher.flush();
+    await (await tx.kafka).commit();
     this.committedTransactions++;
     offset?.committed();
   }

@@ -206,7 +206,7 @@ export class Connector {
     const txId = transactionalId(s.name, s.slot.name);
     const delivery = s.delivery ?? {
       mode: 'at-least-once',
-      transactionMs: 100,
+      transactionMs: 20,
       transactionMaxBytes: 16 << 20,
     };
     const exactlyOnce = delivery.mode === 'exactly-once';
