@@ -14,7 +14,20 @@ import { jvmOptions } from '../../deploy/local/java.ts';
 
 const libsDir = path.join(cacheDir, 'kafka-libs');
 
+/** Ports handed out by this process: the kernel may give a just-released port out again. */
+const handedOut = new Set<number>();
+
 async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+async function anyFreePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
