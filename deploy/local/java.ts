@@ -76,3 +76,25 @@ export function jvmOptions(marker: string, heap = '512m'): string[] {
     `-Dpgcdc.stack.dir=${marker}`,
   ];
 }
+
+/**
+ * A log4j2 configuration that sends everything at INFO and above to stdout (the server's log
+ * file), with `quieter` loggers raised to the level given (e.g. { 'state.change.logger': 'WARN' }).
+ */
+export function log4jStdout(writtenBy: string, quieter: Record<string, string> = {}): string {
+  return [
+    `# Written by ${writtenBy}. Everything goes to stdout, which is the server's log file.`,
+    'status = warn',
+    'appender.out.type = Console',
+    'appender.out.name = STDOUT',
+    'appender.out.layout.type = PatternLayout',
+    'appender.out.layout.pattern = [%d] %p %m (%c)%n',
+    'rootLogger.level = INFO',
+    'rootLogger.appenderRef.out.ref = STDOUT',
+    ...Object.entries(quieter).flatMap(([name, level], i) => [
+      `logger.l${i}.name = ${name}`,
+      `logger.l${i}.level = ${level}`,
+    ]),
+    '',
+  ].join('\n');
+}

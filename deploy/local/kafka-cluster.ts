@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
-import { ensureJavaAndMaven, jvmOptions, mavenCache } from './java.ts';
+import { ensureJavaAndMaven, jvmOptions, log4jStdout, mavenCache } from './java.ts';
 import { ensureLibs, libsDir } from './kafka.ts';
 import {
   cacheDir,
@@ -188,21 +188,10 @@ function writeConfig(id: NodeId, s: ClusterState): void {
   fs.writeFileSync(propsFile(id), props);
   fs.writeFileSync(
     log4jFile(id),
-    [
-      '# Written by deploy/local/kafka-cluster.ts. Everything goes to stdout, which is kafka.log.',
-      'status = warn',
-      'appender.out.type = Console',
-      'appender.out.name = STDOUT',
-      'appender.out.layout.type = PatternLayout',
-      'appender.out.layout.pattern = [%d] %p %m (%c)%n',
-      'rootLogger.level = INFO',
-      'rootLogger.appenderRef.out.ref = STDOUT',
-      'logger.state.name = state.change.logger',
-      'logger.state.level = WARN',
-      'logger.request.name = kafka.request.logger',
-      'logger.request.level = WARN',
-      '',
-    ].join('\n'),
+    log4jStdout('deploy/local/kafka-cluster.ts', {
+      'state.change.logger': 'WARN',
+      'kafka.request.logger': 'WARN',
+    }),
   );
 }
 

@@ -16,7 +16,7 @@ import {
   ServerProcess,
   type ServerStatus,
 } from './process.ts';
-import { ensureJavaAndMaven, jvmOptions, mavenCache } from './java.ts';
+import { ensureJavaAndMaven, jvmOptions, log4jStdout, mavenCache } from './java.ts';
 import { allocatePort, KAFKA_SASL_USER, saveState, tlsDir, type StackState } from './state.ts';
 
 const NAME = 'kafka';
@@ -158,22 +158,10 @@ function writeConfig(port: number, controllerPort: number, state: StackState): v
     '',
   ].join('\n');
   fs.writeFileSync(propsFile, props);
-  const log4j = [
-    '# Written by deploy/local/kafka.ts. Everything goes to stdout, which is kafka.log.',
-    'status = warn',
-    'appender.out.type = Console',
-    'appender.out.name = STDOUT',
-    'appender.out.layout.type = PatternLayout',
-    'appender.out.layout.pattern = [%d] %p %m (%c)%n',
-    'rootLogger.level = INFO',
-    'rootLogger.appenderRef.out.ref = STDOUT',
-    'logger.state.name = state.change.logger',
-    'logger.state.level = WARN',
-    'logger.request.name = kafka.request.logger',
-    'logger.request.level = WARN',
-    '',
-  ].join('\n');
-  fs.writeFileSync(log4jFile, log4j);
+  fs.writeFileSync(
+    log4jFile,
+    log4jStdout('deploy/local/kafka.ts', { 'state.change.logger': 'WARN', 'kafka.request.logger': 'WARN' }),
+  );
 }
 
 function java(args: string[]): string[] {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { mavenCache } from '../../deploy/local/java.ts';
+import { log4jStdout, mavenCache } from '../../deploy/local/java.ts';
 import {
   cacheDir,
   freePort,
@@ -95,20 +95,7 @@ export async function startConnectWorker(name: string, brokers: string): Promise
   const log4j = path.join(dir, 'log4j2.properties');
   fs.writeFileSync(
     log4j,
-    [
-      'status = warn',
-      'appender.out.type = Console',
-      'appender.out.name = STDOUT',
-      'appender.out.layout.type = PatternLayout',
-      'appender.out.layout.pattern = [%d] %p %m (%c)%n',
-      'rootLogger.level = INFO',
-      'rootLogger.appenderRef.out.ref = STDOUT',
-      'logger.reflections.name = org.reflections',
-      'logger.reflections.level = ERROR',
-      'logger.hibernate.name = org.hibernate',
-      'logger.hibernate.level = WARN',
-      '',
-    ].join('\n'),
+    log4jStdout('test/support/connect.ts', { 'org.reflections': 'ERROR', 'org.hibernate': 'WARN' }),
   );
   const pidFile = path.join(dir, 'pid');
   const pid = spawnDetached({
