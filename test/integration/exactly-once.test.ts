@@ -82,7 +82,8 @@ describe('exactly-once delivery', () => {
     for (let i = 0; i < KILLS_LOAD; i++) {
       const { child, output } = spawnWorker({ ...env, PGCDC_LOG_LEVEL: 'info', PGCDC_LOG_FORMAT: 'json' });
       await untilLogged(output, /"snapshot (started|resumed)|"streaming"/, 'the load to run');
-      await sleep(300 + Math.floor(Math.random() * 1700));
+      // Short lives, so most kills land in the load (each life reads a few batches).
+      await sleep(150 + Math.floor(Math.random() * 750));
       child.kill('SIGKILL');
       await exited(child);
       if (/snapshot resumed/.test(output())) resumed++;
