@@ -88,8 +88,8 @@ describe('exactly-once delivery', () => {
       await exited(child);
       if (/snapshot resumed/.test(output())) resumed++;
     }
-    assert.ok(resumed > 0, 'some kills interrupted the load and the next start resumed it');
     const v = await finish(env, topic, table, 'initial load');
+    assert.ok(resumed > 0, 'some kills interrupted the load and the next start resumed it');
     console.log(
       `# initial load: ${KILLS_LOAD} kills, ${resumed} resumed loads, ${v.records} records, 0 duplicates`,
     );
