@@ -105,7 +105,7 @@ export class OffsetStore {
     const groupId = `${OFFSET_READER_GROUP_PREFIX}${randomUUID()}`;
     const deadline = Date.now() + deadlineMs;
     for (;;) {
-      const attempt = await this.#readThroughGroup(groupId, remaining, deadline);
+      const attempt = await this.#readThroughGroup(groupId, remaining, deadline, deadlineMs);
       if ('latest' in attempt) return attempt.latest;
       const crash = attempt.noCoordinator;
       // kafkajs gives up on a group whose coordinator no broker names, and hides why: a broker
@@ -128,6 +128,8 @@ export class OffsetStore {
     groupId: string,
     ends: Map<number, bigint>,
     deadline: number,
+    /** The whole read's deadline, as configured: what the error names. */
+    totalMs: number,
   ): Promise<{ latest: OffsetRecord | null } | { noCoordinator: Error }> {
     const remaining = new Map(ends);
     let latest: OffsetRecord | null = null;
@@ -151,10 +153,9 @@ export class OffsetStore {
       if (end !== undefined && BigInt(lastOffset) + 1n >= end) remaining.delete(partition);
       if (remaining.size === 0) outcome.resolve(null);
     });
-    const deadlineMs = Math.max(0, deadline - Date.now());
     const timer = setTimeout(
-      () => outcome.reject(this.#deadlineError(groupId, lastCrash, deadlineMs)),
-      deadlineMs,
+      () => outcome.reject(this.#deadlineError(groupId, lastCrash, totalMs)),
+      Math.max(0, deadline - Date.now()),
     );
     try {
       const reading = (async () => {
