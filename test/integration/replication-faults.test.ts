@@ -202,9 +202,14 @@ describe('replication connection faults', () => {
       const db = await pgClient();
       await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
       const first = proxy.connections.length;
-      const { worker, outcome, lines } = await startWorker(name, table);
+      const { worker, outcome, lines, ids } = await startWorker(name, table);
       try {
         await eventually('streaming', async () => (worker.state === 'STREAMING' ? true : undefined));
+        // A streamed change proves the connection is in replication (copy) mode: STREAMING is set
+        // before START_REPLICATION (and the version query before it) has been answered, and a frame
+        // slipped in earlier is an error of the pg client, not of the stream under test.
+        await db.query(`INSERT INTO ${table} VALUES (1, 'streamed')`);
+        await eventually('a streamed change', async () => ((await ids()).has(1) ? true : undefined));
         const repl = await replicationConnection(first);
         repl.injectToClient(copyData(bad.frame()));
         await eventually('FAILED', async () => (worker.state === 'FAILED' ? true : undefined));
