@@ -5,9 +5,7 @@
 // never escape as an uncaught exception from the socket callback.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { Worker } from '../../src/worker/worker.ts';
-import { createLogger, type Logger } from '../../src/worker/log.ts';
 import { copyData, startTcpProxy, type ProxiedConnection, type TcpProxy } from '../support/tcp-proxy.ts';
 import { Writer, encodeXLogData } from '../support/pgoutput-fixtures.ts';
 import {
@@ -19,20 +17,7 @@ import {
   uniqueName,
   workerConfig,
 } from '../support/pipeline.ts';
-
-function capturingLogger(): { log: Logger; lines: () => string } {
-  let text = '';
-  const out = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return {
-    log: createLogger({ connector: 'replication-faults', level: 'info', format: 'json', out }),
-    lines: () => text,
-  };
-}
+import { capturingLogger } from '../support/log-capture.ts';
 
 describe('replication connection faults', () => {
   let proxy: TcpProxy;
@@ -49,7 +34,7 @@ describe('replication connection faults', () => {
 
   /** A worker whose PostgreSQL connections all go through the proxy. */
   async function startWorker(name: string, table: string, extra: Record<string, string> = {}) {
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('replication-faults');
     const config = workerConfig(name, {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_POSTGRES_HOST: proxy.host,

@@ -4,13 +4,12 @@
 // restarts it from the stored offset once the bastion is back, without losing a change.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import pg from 'pg';
 import { PostgresEndpoint, type PostgresSettings } from '../../src/postgres/connection.ts';
 import { SshTunnel, type SshSettings } from '../../src/tunnel/ssh.ts';
 import { UserError } from '../../src/errors.ts';
 import { Worker } from '../../src/worker/worker.ts';
-import { createLogger, type Logger } from '../../src/worker/log.ts';
+import { createLogger } from '../../src/worker/log.ts';
 import { createSshd, type TestSshd } from '../support/sshd.ts';
 import {
   TopicReader,
@@ -21,21 +20,7 @@ import {
   uniqueName,
   workerConfig,
 } from '../support/pipeline.ts';
-
-/** A JSON logger whose lines the test can read. */
-function capturingLogger(): { log: Logger; lines: () => string } {
-  let text = '';
-  const out = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return {
-    log: createLogger({ connector: 'ssh-test', level: 'info', format: 'json', out }),
-    lines: () => text,
-  };
-}
+import { capturingLogger } from '../support/log-capture.ts';
 
 function pgSettings(): PostgresSettings {
   const s = stackSettings();
@@ -125,7 +110,7 @@ describe('SSH tunnel', () => {
   });
 
   test('acceptUnknownHostKey connects and logs the fingerprint it accepted', async () => {
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('ssh-test');
     const endpoint = new PostgresEndpoint(pgSettings(), {
       tunnel: new SshTunnel(ssh({ hostKeyFingerprint: undefined, acceptUnknownHostKey: true }), log),
     });
@@ -143,7 +128,7 @@ describe('SSH tunnel', () => {
     const table = `${name}_t`;
     const db = await pgClient();
     const reader = new TopicReader();
-    const { log, lines } = capturingLogger();
+    const { log, lines } = capturingLogger('ssh-test');
     await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
     await db.query(`INSERT INTO ${table} SELECT g, 'snap' FROM generate_series(1, 20) g`);
     const s = ssh();
