@@ -109,7 +109,7 @@ export interface BuiltSchemas {
 
 const optional = (type: AvroSchema): AvroSchema => ['null', type];
 
-/** Debezium 3.x's source.snapshot values, in its SnapshotRecord order (incremental is never sent). */
+/** Debezium 3.x's source.snapshot values, in its SnapshotRecord order (incremental: rows of an on-demand re-read). */
 export const SNAPSHOT_VALUES =
   'true,first,first_in_data_collection,last_in_data_collection,last,false,incremental';
 
@@ -442,15 +442,16 @@ export function envelopeValue(
       ts_ms: event.commitTimeMicros / 1000n,
       snapshot: event.snapshot,
       db: compiled.database,
-      // Debezium's [commit LSN, change LSN] pair as decimal strings: orders events.
-      sequence: `["${event.commitLsn}","${event.lsn}"]`,
+      // Debezium's [commit LSN, change LSN] pair as decimal strings: orders events. An xmin read
+      // (capture.method xmin) has no LSN: its xid8 is in source.xmin instead.
+      sequence: event.xmin === undefined ? `["${event.commitLsn}","${event.lsn}"]` : null,
       ts_us: event.commitTimeMicros,
       ts_ns: event.commitTimeMicros * 1000n,
       schema: relation.schema,
       table: relation.table,
       txId: event.xid === null ? null : BigInt(event.xid),
-      lsn: event.lsn,
-      xmin: null,
+      lsn: event.xmin === undefined ? event.lsn : null,
+      xmin: event.xmin ?? null,
     },
     op: event.op,
     ts_ms: nowMs,

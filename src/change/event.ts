@@ -56,7 +56,14 @@ export type Op = 'r' | 'c' | 'u' | 'd' | 't';
  * the others; 'false' when streaming.
  */
 export type SnapshotMarker =
-  'true' | 'first' | 'first_in_data_collection' | 'last_in_data_collection' | 'last' | 'false';
+  | 'true'
+  | 'first'
+  | 'first_in_data_collection'
+  | 'last_in_data_collection'
+  | 'last'
+  | 'false'
+  /** A row of an on-demand re-read while streaming (Debezium's incremental snapshots). */
+  | 'incremental';
 
 export interface ChangeEvent {
   op: Op;
@@ -88,4 +95,9 @@ export interface ChangeEvent {
    */
   newKeyRow?: Row;
   oldKeyRow?: Row;
+  /**
+   * capture.method xmin: the row version's transaction id as xid8 (epoch included), when the row
+   * was found by its xmin rather than decoded from the WAL; such an event has no LSN.
+   */
+  xmin?: bigint;
 }

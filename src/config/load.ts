@@ -359,6 +359,12 @@ function crossFieldChecks(r: Map<string, unknown>, problems: string[]): void {
     if (has(key)) need(cert, `${key} is set`);
   }
 
+  if (r.get('heartbeat.walCriticalAction') === 'stop' && r.get('heartbeat.walCriticalBytes') === 0) {
+    problems.push(
+      'heartbeat.walCriticalAction: stop needs a critical level; set heartbeat.walCriticalBytes above 0 (e.g. 10GiB)',
+    );
+  }
+
   if (has('registry.username')) need('registry.password', 'registry.username is set');
   if (has('registry.password')) need('registry.username', 'registry.password is set');
   if (has('registry.token') && (has('registry.username') || has('registry.password'))) {
@@ -416,10 +422,24 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       dropOnStop: v('slot.dropOnStop'),
       failover: v('slot.failover'),
     },
-    snapshot: { mode: v('snapshot.mode'), batchSize: v('snapshot.batchSize') },
+    snapshot: {
+      mode: v('snapshot.mode'),
+      batchSize: v('snapshot.batchSize'),
+      method: v('snapshot.method'),
+      chunkBytes: v('snapshot.chunkBytes'),
+      parallelism: v('snapshot.parallelism'),
+    },
     tables: {
       include: (r.get('tables.include') as TableRef[] | undefined) ?? [],
       exclude: (r.get('tables.exclude') as TableRef[] | undefined) ?? [],
+    },
+    capture: {
+      method: v('capture.method'),
+      xmin: {
+        pollIntervalMs: v('capture.xmin.pollIntervalMs'),
+        chunkRows: v('capture.xmin.chunkRows'),
+        chunkBytes: v('capture.xmin.chunkBytes'),
+      },
     },
     topics: {
       prefix: opt('topics.prefix') ?? name,
@@ -498,6 +518,8 @@ function build(r: Map<string, unknown>): PgcdcConfig {
       intervalMs: v('heartbeat.intervalMs'),
       query: opt('heartbeat.query'),
       walWarnBytes: v('heartbeat.walWarnBytes'),
+      walCriticalBytes: v('heartbeat.walCriticalBytes'),
+      walCriticalAction: v('heartbeat.walCriticalAction'),
     },
   };
 }

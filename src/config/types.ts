@@ -50,11 +50,22 @@ export interface PgcdcConfig {
     /** FAILOVER true at creation on PostgreSQL 17+. */
     failover?: boolean;
   };
-  snapshot: { mode: SnapshotMode; batchSize: number };
+  snapshot: {
+    mode: SnapshotMode;
+    batchSize: number;
+    method: 'chunked' | 'exported';
+    chunkBytes: number;
+    parallelism: number;
+  };
   tables: {
     /** Parsed from the configured list; empty means every table in postgres.schemas. */
     include: TableRef[];
     exclude: TableRef[];
+  };
+  /** logical: pgoutput through a slot; xmin: polling by the xmin system column (docs/xmin.md). */
+  capture: {
+    method: 'logical' | 'xmin';
+    xmin: { pollIntervalMs: number; chunkRows: number; chunkBytes: number };
   };
   topics: {
     prefix: string;
@@ -121,5 +132,12 @@ export interface PgcdcConfig {
     };
   };
   log: { level: LogLevel; format: 'json' | 'pretty' | 'auto' };
-  heartbeat: { intervalMs: number; query?: string; walWarnBytes: number };
+  heartbeat: {
+    intervalMs: number;
+    query?: string;
+    /** The WAL budget (src/worker/wal-guard.ts): warning and critical levels of retained WAL, 0 = off. */
+    walWarnBytes: number;
+    walCriticalBytes: number;
+    walCriticalAction: 'warn' | 'stop';
+  };
 }

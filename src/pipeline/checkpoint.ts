@@ -22,6 +22,13 @@ const isTransactional = (sink: Sink): sink is Sink & TransactionalSink =>
 
 export type PositionUpdate = Partial<Omit<OffsetRecord, 'ts_ms'>>;
 
+/**
+ * While a load inside the slot's exported snapshot runs, the slot stays at its consistent point
+ * (streaming has not begun). A chunked load streams meanwhile: its position is confirmed as usual.
+ */
+const slotHeld = (offset: OffsetRecord): boolean =>
+  offset.snapshot?.state === 'running' && offset.snapshot.method !== 'chunked';
+
 export class Checkpoint {
   #sink: Sink;
   #offsets: OffsetStore;
@@ -107,11 +114,10 @@ export class Checkpoint {
       const offset = structuredClone({ ...this.#position, ts_ms: Date.now() });
       await this.#sink.push(this.#offsets.record(offset));
       const lsn = parseLsn(offset.lsn);
-      // While a snapshot runs, the slot stays at its consistent point.
-      const snapshotRunning = offset.snapshot?.state === 'running';
+      const holdSlot = slotHeld(offset);
       this.#sink.mark(() => {
         this.#stored = offset;
-        if (!snapshotRunning) this.#confirmer?.confirm(lsn);
+        if (!holdSlot) this.#confirmer?.confirm(lsn);
       });
     } finally {
       this.#writing = false;
@@ -124,12 +130,12 @@ export class Checkpoint {
     this.#dirty = false;
     const offset = structuredClone({ ...this.#position, ts_ms: Date.now() });
     const lsn = parseLsn(offset.lsn);
-    const snapshotRunning = offset.snapshot?.state === 'running';
+    const holdSlot = slotHeld(offset);
     return {
       record: this.#offsets.record(offset),
       committed: () => {
         this.#stored = offset;
-        if (!snapshotRunning) this.#confirmer?.confirm(lsn);
+        if (!holdSlot) this.#confirmer?.confirm(lsn);
       },
     };
   }

@@ -26,10 +26,14 @@ import { Encoder } from './encoder.ts';
 import { planStart } from './plan.ts';
 import type { PipelineSettings } from './settings.ts';
 import { kafkaSink, type OutRecord, type Sink } from './sink.ts';
-import { takeSnapshot, type SnapshotProgress } from './snapshot.ts';
+import { beginChunkedLoad, takeSnapshot, type SnapshotProgress } from './snapshot.ts';
+import { ChunkedLoad } from './chunked-load.ts';
+import type { SnapshotState } from '../kafka/offsets.ts';
+import type { TableRef } from '../postgres/catalog.ts';
 import { Transactions } from './transactions.ts';
 import { messageAction } from './messages.ts';
 import { TransactionMetadata, type TransactionBlock } from './tx-metadata.ts';
+import { runXminCapture } from './xmin.ts';
 
 export type { SnapshotProgress };
 
@@ -79,6 +83,8 @@ export class Connector {
   #encoder: Encoder | null = null;
   #types: TypeCatalog | null = null;
   #stream: ReplicationStream | null = null;
+  /** The chunked load, while one runs alongside the stream. */
+  #load: ChunkedLoad | null = null;
   #timers: NodeJS.Timeout[] = [];
   #stopRequested = false;
   #stopSignal = Promise.withResolvers<void>();
@@ -178,6 +184,7 @@ export class Connector {
     if (this.#failure) return;
     this.#failure = err instanceof Error ? err : new Error(String(err));
     this.#failRun(this.#failure);
+    this.#load?.halt();
     this.#pause?.resolve();
     void this.#stream?.stop();
   }
@@ -196,7 +203,9 @@ export class Connector {
       include: s.tables.include,
       exclude: s.tables.exclude,
     });
-    await ensurePublication(query, s.publication, tables, this.#log);
+    // capture.method xmin polls the tables: no publication, no slot (docs/xmin.md).
+    const xmin = s.capture?.method === 'xmin';
+    if (!xmin) await ensurePublication(query, s.publication, tables, this.#log);
     this.#types = new TypeCatalog(query);
 
     const kafka = kafkaClient(s.kafka, { onRetry: () => this.#observer.onKafkaRetry?.(), log: this.#log });
@@ -246,6 +255,23 @@ export class Connector {
     if (sink instanceof ExactlyOnceSink) await connectKafka({ connect: () => sink.fence() }, s.kafka);
     const stored = await offsets.read();
     const checkpoint = (this.#checkpoint = new Checkpoint(sink, offsets, stored));
+    if (xmin) {
+      this.state = 'STREAMING';
+      return runXminCapture({
+        settings: s,
+        log: this.#log,
+        query,
+        endpoint,
+        checkpoint,
+        stored,
+        publish: (e) => this.#publish(e),
+        enrich: (r) => this.#enrich(r),
+        stopRequested: () => this.#stopRequested,
+        failed: () => this.#failure !== null,
+        whilePaused: () => this.#whilePaused(),
+        fail: (e) => this.#fail(e),
+      });
+    }
     const plan = await planStart(
       { settings: s, log: this.#log, query, replication: () => endpoint.connect({ replication: true }) },
       stored,
@@ -256,8 +282,16 @@ export class Connector {
     );
 
     let startLsn: Lsn;
+    /** A chunked load to run while streaming: its state (kept by reference in the offset). */
+    let load: SnapshotState | undefined;
     if (plan.kind === 'done') return;
-    if (plan.kind === 'snapshot') {
+    if (plan.kind === 'snapshot' && (await this.#chunked(plan.resume !== undefined))) {
+      ({ lsn: startLsn, state: load } = await beginChunkedLoad(
+        { settings: s, log: this.#log, query, endpoint, checkpoint },
+        tables,
+        { dropSlot: plan.dropSlot },
+      ));
+    } else if (plan.kind === 'snapshot') {
       this.state = 'SNAPSHOT';
       startLsn = await takeSnapshot(
         {
@@ -283,6 +317,7 @@ export class Connector {
       }
     } else {
       startLsn = plan.lsn;
+      load = plan.load;
       if (stored) checkpoint.begin(stored, false);
       if (stored?.snapshot?.state === 'done') this.snapshot.state = 'completed';
     }
@@ -292,10 +327,39 @@ export class Connector {
       return;
     }
     // After a new snapshot the stored offset (if any) describes the old slot: nothing to skip.
-    await this.#streamFrom(startLsn, plan.kind === 'snapshot' ? null : stored);
+    await this.#streamFrom(
+      startLsn,
+      plan.kind === 'snapshot' ? null : stored,
+      load ? { state: load, tables: tables.filter((t) => load.tables?.[tableName(t)]) } : null,
+    );
   }
 
-  async #streamFrom(startLsn: Lsn, stored: OffsetRecord | null): Promise<void> {
+  /**
+   * Whether a new initial load is chunked (src/pipeline/chunked-load.ts). Not for initial_only (no
+   * stream follows it), not to resume an exported load, and not on a standby, where the
+   * watermarks cannot be written.
+   */
+  async #chunked(resumingExported: boolean): Promise<boolean> {
+    const s = this.#s;
+    if (
+      (s.snapshot.method ?? 'chunked') !== 'chunked' ||
+      s.snapshot.mode === 'initial_only' ||
+      resumingExported
+    )
+      return false;
+    const { rows } = await this.#query!.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+    if (rows[0]?.r) {
+      this.#log.info('the server is a standby, where watermarks cannot be written: the snapshot is exported');
+      return false;
+    }
+    return true;
+  }
+
+  async #streamFrom(
+    startLsn: Lsn,
+    stored: OffsetRecord | null,
+    load: { state: SnapshotState; tables: TableRef[] } | null,
+  ): Promise<void> {
     const s = this.#s;
     const checkpoint = this.#checkpoint!;
     this.state = 'STREAMING';
@@ -332,7 +396,9 @@ export class Connector {
         case 'update':
         case 'delete':
         case 'truncate': {
+          if (msg.tag === 'truncate') chunked?.truncated(msg.relations, transactions.xid!);
           for (const event of transactions.changes(msg, walStart)) {
+            chunked?.observe(event);
             const meta = txMeta?.event(event.relation);
             if (meta?.begin) await this.#sink!.push(await this.#encoder!.transactionRecord(meta.begin));
             await this.#publish(event, meta?.block);
@@ -360,6 +426,14 @@ export class Connector {
         }
         case 'message': {
           const action = messageAction(msg, s.topics);
+          if (action === 'watermark') {
+            // A chunk boundary of the chunked load (this run's, or another connector's: ignored).
+            if (!msg.transactional) {
+              await chunked?.watermark(msg, msg.lsn);
+              idleUpTo(msg.lsn);
+            }
+            return;
+          }
           const tx = transactions.message(msg);
           // pgcdc's heartbeat is a position, never an event (src/pipeline/messages.ts).
           if (action === 'heartbeat' && !msg.transactional) idleUpTo(msg.lsn);
@@ -407,6 +481,7 @@ export class Connector {
       publication: s.publication.name,
     });
     const stream = this.#stream;
+    const chunked = load ? (this.#load = this.#chunkedLoad(load.state, load.tables)) : null;
     const streaming = stream.run({
       slot: s.slot.name,
       publication: s.publication.name,
@@ -415,7 +490,10 @@ export class Connector {
       // Heartbeats come back as messages and move the slot; op 'm' events need them too.
       messages: true,
     });
+    const loading = chunked?.run().catch((e: unknown) => this.#fail(e));
     await Promise.race([streaming, this.#stopSignal.promise]);
+    chunked?.halt();
+    await loading;
     await stream.halt();
     // Stopped inside a transaction: what was published of it is stored as a position inside it,
     // so the next start (which reads the transaction again) skips exactly that part.
@@ -437,6 +515,25 @@ export class Connector {
         slot: s.slot.name,
       });
     }
+  }
+
+  #chunkedLoad(state: SnapshotState, tables: TableRef[]): ChunkedLoad {
+    return new ChunkedLoad(
+      {
+        settings: this.#s,
+        log: this.#log,
+        endpoint: this.#pg!,
+        checkpoint: this.#checkpoint!,
+        progress: this.snapshot,
+        rows: this.stats.snapshotRows,
+        publish: (e) => this.#publish(e),
+        enrich: (r) => this.#enrich(r),
+        whilePaused: () => this.#whilePaused(),
+        fail: (e) => this.#fail(e),
+      },
+      state,
+      tables,
+    );
   }
 
   /** Encodes one change and hands its records to the sink (waits when Kafka is behind). */

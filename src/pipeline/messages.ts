@@ -9,7 +9,10 @@ import type { LogicalDecodingMessage } from '../postgres/replication/pgoutput.ts
 /** The prefix of pgcdc's heartbeat messages. */
 export const HEARTBEAT_PREFIX = 'pgcdc-heartbeat';
 
-export type MessageAction = 'heartbeat' | 'publish' | 'ignore';
+/** The prefix of the chunked load's watermarks (src/pipeline/chunked-load.ts). */
+export const WATERMARK_PREFIX = 'pgcdc-watermark';
+
+export type MessageAction = 'heartbeat' | 'watermark' | 'publish' | 'ignore';
 
 export interface MessageOptions {
   messageEvents?: boolean;
@@ -18,6 +21,7 @@ export interface MessageOptions {
 
 export function messageAction(msg: LogicalDecodingMessage, opts: MessageOptions): MessageAction {
   if (msg.prefix === HEARTBEAT_PREFIX) return 'heartbeat';
+  if (msg.prefix === WATERMARK_PREFIX) return 'watermark';
   if (!opts.messageEvents) return 'ignore';
   const prefixes = opts.messagePrefixes ?? [];
   return prefixes.length === 0 || prefixes.includes(msg.prefix) ? 'publish' : 'ignore';

@@ -14,7 +14,8 @@ export type StartPlan =
    * resume: exactly-once only, the interrupted initial load to go on with (its slot is kept).
    */
   | { kind: 'snapshot'; dropSlot: boolean; resume?: SnapshotState }
-  | { kind: 'stream'; lsn: Lsn }
+  /** load: a chunked load that was running goes on while streaming (its stored progress). */
+  | { kind: 'stream'; lsn: Lsn; load?: SnapshotState }
   | { kind: 'done' };
 
 export interface PlanContext {
@@ -40,7 +41,12 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
     );
   }
   const mode = s.snapshot.mode;
-  const snapshotDone = stored !== null && stored.snapshot?.state !== 'running';
+  // A chunked load streams while it runs: it goes on from the stored position on the same slot.
+  const chunkedLoad =
+    stored?.snapshot?.state === 'running' && stored.snapshot.method === 'chunked' && mode !== 'initial_only'
+      ? stored.snapshot
+      : undefined;
+  const snapshotDone = stored !== null && (stored.snapshot?.state !== 'running' || chunkedLoad !== undefined);
   const snapshot = (): StartPlan => {
     // Only a slot that a stored offset of this connector vouches for is pgcdc's to drop: any
     // other slot of that name may be another consumer's position.
@@ -83,7 +89,12 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
       await repl.end();
     }
   }
-  return { kind: 'stream', lsn: stored ? parseLsn(stored.lsn) : (slot.confirmedFlush ?? 0n) };
+  if (chunkedLoad) ctx.log.info('the chunked snapshot goes on after its last completed chunk', { slot: s.slot.name });
+  return {
+    kind: 'stream',
+    lsn: stored ? parseLsn(stored.lsn) : (slot.confirmedFlush ?? 0n),
+    ...(chunkedLoad ? { load: chunkedLoad } : {}),
+  };
 }
 
 /**
@@ -107,11 +118,26 @@ function resumableLoad(
 
 /** Why the stored position can no longer be streamed from, or null when it can. */
 export function lostReason(name: string, stored: OffsetRecord | null, slot: SlotInfo | null): string | null {
+  // An invalidated slot cannot be streamed from at all, also with mode never and no offset.
+  if (slot?.walStatus === 'lost') {
+    return `replication slot ${name} was invalidated by the server (${invalidation(slot.invalidationReason)})`;
+  }
   if (!stored) return null;
   if (!slot) return `replication slot ${name} no longer exists but an offset at ${stored.lsn} does`;
-  if (slot.walStatus === 'lost') return `replication slot ${name} lost its WAL (wal_status = lost)`;
   if (slot.confirmedFlush !== null && slot.confirmedFlush > parseLsn(stored.lsn)) {
     return `replication slot ${name} is at ${formatLsn(slot.confirmedFlush)}, past the stored offset ${stored.lsn}`;
   }
   return null;
+}
+
+/** pg_replication_slots.invalidation_reason (PostgreSQL 17+) in words; before 17 only WAL removal sets wal_status = lost. */
+function invalidation(reason: string | null): string {
+  const why: Record<string, string> = {
+    wal_removed: 'it fell behind by more than max_slot_wal_keep_size and its WAL was removed',
+    idle_timeout: 'it was idle longer than idle_replication_slot_timeout',
+    rows_removed: 'a standby conflict: rows it needed were vacuumed on the primary',
+    wal_level_insufficient: 'wal_level on the primary is no longer logical',
+  };
+  if (reason === null) return 'wal_status = lost: its WAL was removed past max_slot_wal_keep_size';
+  return `invalidation_reason = ${reason}: ${why[reason] ?? 'see pg_replication_slots'}`;
 }

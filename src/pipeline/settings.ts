@@ -17,7 +17,18 @@ export interface PipelineSettings {
   publication: { name: string; autoCreate: boolean };
   /** dropOnStop: drop the slot after a graceful stop (the next start snapshots again). */
   slot: { name: string; dropOnStop?: boolean; failover?: boolean };
-  snapshot: { mode: SnapshotMode; batchSize: number };
+  /**
+   * method: chunked (read in key chunks while streaming, the default) or exported (inside the
+   * slot's exported snapshot, one point in time). batchSize: rows per chunk / fetch; chunkBytes:
+   * the byte budget of a chunk; parallelism: tables read at once.
+   */
+  snapshot: {
+    mode: SnapshotMode;
+    batchSize: number;
+    method?: 'chunked' | 'exported';
+    chunkBytes?: number;
+    parallelism?: number;
+  };
   tables: { include: TableRef[]; exclude: TableRef[] };
   topics: {
     prefix: string;
@@ -42,4 +53,11 @@ export interface PipelineSettings {
   delivery?: { mode: 'at-least-once' | 'exactly-once'; transactionMs: number; transactionMaxBytes: number };
   offsets: { topic: string; commitIntervalMs: number; statusIntervalMs: number };
   avro: AvroOptions;
+  /** How changes are found: logical decoding (the default) or xmin polling (src/pipeline/xmin.ts). */
+  capture?: CaptureSettings;
+}
+
+export interface CaptureSettings {
+  method: 'logical' | 'xmin';
+  xmin: { pollIntervalMs: number; chunkRows: number; chunkBytes: number };
 }

@@ -91,6 +91,46 @@ export async function takeSnapshot(
 }
 
 /**
+ * Starts a chunked load (src/pipeline/chunked-load.ts): a new slot without an exported snapshot,
+ * and the load's progress stored at its start point. Returns where streaming starts and the
+ * state the load keeps by reference in the offset.
+ */
+export async function beginChunkedLoad(
+  ctx: Pick<InitialLoadContext, 'settings' | 'log' | 'query' | 'endpoint' | 'checkpoint'>,
+  tables: TableRef[],
+  opts: { dropSlot: boolean },
+): Promise<{ lsn: Lsn; state: SnapshotState }> {
+  const s = ctx.settings;
+  const { checkpoint } = ctx;
+  if (opts.dropSlot) await dropSlot(ctx.query, s.slot.name);
+  // Claimed as an exported load would be: a crash before the slot exists starts over.
+  checkpoint.begin({ lsn: '0/0', snapshot: { state: 'running', consistentPoint: '0/0' } }, true);
+  await checkpoint.drain();
+  const repl = await ctx.endpoint.connect({ replication: true });
+  let lsn: Lsn;
+  try {
+    const slot = await createSlotWithSnapshot(repl, s.slot.name, {
+      failover: s.slot.failover,
+      exportSnapshot: false,
+    });
+    lsn = slot.consistentPoint;
+  } finally {
+    await repl.end();
+  }
+  const cp = formatLsn(lsn);
+  const state: SnapshotState = {
+    state: 'running',
+    method: 'chunked',
+    consistentPoint: cp,
+    tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
+  };
+  checkpoint.begin({ lsn: cp, snapshot: state }, true);
+  await checkpoint.write();
+  ctx.log.info('slot created for the chunked snapshot', { slot: s.slot.name, consistentPoint: cp });
+  return { lsn, state };
+}
+
+/**
  * Reads the tables into Kafka, from `state` (the acknowledged progress). With exactly-once
  * delivery rows are read in key order and each batch's progress names the key of its last row,
  * committed in the same Kafka transaction as the rows: an interrupted load resumes after it, in a

@@ -67,6 +67,11 @@ export class Transactions {
     return this.#tx ? { commitLsn: this.#tx.commitLsn, seq: this.#tx.seq } : null;
   }
 
+  /** The open transaction's xid; null between transactions. */
+  get xid(): number | null {
+    return this.#tx?.xid ?? null;
+  }
+
   /** A relation as the pipeline enriched it (types loaded, keys decided); later changes use it. */
   relation(relation: Relation): void {
     this.#relations.set(relation.oid, relation);

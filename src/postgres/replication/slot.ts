@@ -22,9 +22,11 @@ export interface CreatedSlot {
 export async function createSlotWithSnapshot(
   replicationClient: pg.Client,
   slot: string,
-  opts: { temporary?: boolean; failover?: boolean } = {},
+  /** exportSnapshot false: no snapshot is kept (the chunked load reads in its own snapshots). */
+  opts: { temporary?: boolean; failover?: boolean; exportSnapshot?: boolean } = {},
 ): Promise<CreatedSlot> {
   const temporary = opts.temporary ? ' TEMPORARY' : '';
+  const exported = opts.exportSnapshot ?? true;
   // PostgreSQL 17+: a failover slot is copied to standbys with sync_replication_slots, so a
   // promoted standby still has it. A temporary slot cannot be one, nor one made on a standby
   // (the server refuses both).
@@ -35,13 +37,15 @@ export async function createSlotWithSnapshot(
   let res: pg.QueryResult;
   try {
     res = await replicationClient.query(
-      `CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput (SNAPSHOT 'export'${failover})`,
+      `CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput (SNAPSHOT '${exported ? 'export' : 'nothing'}'${failover})`,
     );
   } catch (err) {
     // Before PostgreSQL 15 the options have no parentheses (the old form is still accepted after).
     if ((err as { code?: string }).code !== '42601') throw slotError(err, slot);
     res = await replicationClient
-      .query(`CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput EXPORT_SNAPSHOT`)
+      .query(
+        `CREATE_REPLICATION_SLOT ${ident(slot)}${temporary} LOGICAL pgoutput ${exported ? 'EXPORT_SNAPSHOT' : 'NOEXPORT_SNAPSHOT'}`,
+      )
       .catch((e: unknown) => {
         throw slotError(e, slot);
       });
@@ -124,13 +128,15 @@ export interface SlotInfo {
   restartLsn: Lsn | null;
   /** 'reserved' | 'extended' | 'unreserved' | 'lost' (PostgreSQL 13+). */
   walStatus: string | null;
+  /** PostgreSQL 17+: why the server invalidated the slot (wal_removed, rows_removed, idle_timeout, ...). */
+  invalidationReason: string | null;
 }
 
 export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInfo | null> {
   const { rows } = await client.query<Record<string, string | null>>(
     `SELECT slot_name, plugin, database, active::text, active_pid::text, confirmed_flush_lsn::text,
-            restart_lsn::text, wal_status
-       FROM pg_replication_slots WHERE slot_name = $1`,
+            restart_lsn::text, wal_status, to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason
+       FROM pg_replication_slots s WHERE slot_name = $1`,
     [slot],
   );
   const r = rows[0];
@@ -144,6 +150,7 @@ export async function slotInfo(client: pg.Client, slot: string): Promise<SlotInf
     confirmedFlush: r.confirmed_flush_lsn ? parseLsn(r.confirmed_flush_lsn) : null,
     restartLsn: r.restart_lsn ? parseLsn(r.restart_lsn) : null,
     walStatus: r.wal_status ?? null,
+    invalidationReason: r.invalidation_reason ?? null,
   };
 }
 

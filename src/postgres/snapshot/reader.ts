@@ -71,3 +71,83 @@ export async function estimateRows(client: pg.Client, relation: Relation): Promi
   );
   return Number(rows[0]?.n ?? 0);
 }
+
+/** One chunk of the chunked load: rows in key order after a key, cut by rows and by bytes. */
+export interface Chunk {
+  rows: Row[];
+  /** The key (text values) of the chunk's last row; null when the chunk is empty. */
+  lastKey: Array<string | null> | null;
+  /** The table has no rows after this chunk. */
+  end: boolean;
+  /** Bytes of column text read (what the chunk holds in memory, roughly). */
+  bytes: number;
+}
+
+/** Rows fetched by the first round trip of a chunk, before the average row width is known. */
+const FIRST_FETCH = 16;
+
+const rowBytes = (row: Row): number => {
+  let n = 0;
+  for (const v of row) if (typeof v === 'string') n += v.length + 8;
+  return n + 16;
+};
+
+/**
+ * Reads the next chunk of `relation` after `after` (its key values as text; null from the start),
+ * in key order, inside the caller's transaction: at most `maxRows` rows, and no more round trips
+ * once `maxBytes` of column text are held. The fetch size follows the average row width seen, so
+ * a table of 1 MiB rows and one of 40-byte rows both stay near the byte budget (one row is always
+ * read, however wide).
+ */
+export async function readChunk(
+  client: pg.Client,
+  relation: Relation,
+  after: Array<string | null> | null,
+  limits: { maxRows: number; maxBytes: number },
+  rowFilter: string | null = null,
+): Promise<Chunk> {
+  const keyIdx = relation.columns.flatMap((c, i) => (c.isKey ? [i] : []));
+  if (keyIdx.length === 0) throw new Error(`readChunk: ${relation.schema}.${relation.table} has no key`);
+  const cursor = ident(`pgcdc_chunk_${relation.oid}`);
+  const columns = relation.columns.map((c) => ident(c.name)).join(', ');
+  const keys = keyIdx.map((i) => ident(relation.columns[i]!.name));
+  const where: string[] = rowFilter ? [`(${rowFilter})`] : [];
+  // Untyped parameters take the key columns' types (and the comparison their collations), so the
+  // order is the primary key index's and the range scan uses it.
+  if (after) where.push(`(${keys.join(', ')}) > (${keys.map((_, i) => `$${i + 1}`).join(', ')})`);
+  const filter = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
+  await client.query(
+    `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}${filter} ORDER BY ${keys.join(', ')} LIMIT ${limits.maxRows + 1}`,
+    after ?? [],
+  );
+  const rows: Row[] = [];
+  let bytes = 0;
+  /** The cursor ran out before its LIMIT: nothing follows this chunk. */
+  let exhausted = false;
+  try {
+    let fetch = Math.min(FIRST_FETCH, limits.maxRows + 1);
+    while (rows.length <= limits.maxRows && bytes < limits.maxBytes) {
+      const res = await client.query<Row>({ text: `FETCH ${fetch} FROM ${cursor}`, rowMode: 'array' });
+      for (const r of res.rows) {
+        rows.push(r);
+        bytes += rowBytes(r);
+      }
+      if (res.rows.length < fetch) {
+        exhausted = true;
+        break;
+      }
+      const room = limits.maxRows + 1 - rows.length;
+      fetch = Math.max(1, Math.min(room, Math.floor((limits.maxBytes - bytes) / (bytes / rows.length))));
+    }
+  } finally {
+    await client.query(`CLOSE ${cursor}`);
+  }
+  // The row past maxRows only says that the table goes on: it is the next chunk's first.
+  let end = exhausted;
+  if (rows.length > limits.maxRows) {
+    bytes -= rowBytes(rows.pop()!);
+    end = false;
+  }
+  const last = rows.at(-1);
+  return { rows, lastKey: last ? keyIdx.map((i) => (last[i] as string | null) ?? null) : null, end, bytes };
+}

@@ -1,0 +1,347 @@
+// The chunked load (DBLog): tables read in primary-key chunks while the replication stream runs,
+// each chunk emitted at its high watermark in the stream (the drop rule is in chunks.ts). The slot
+// is created first and kept, so a crash resumes after the last completed chunk on the same slot
+// and every change made meanwhile, deletes included, reaches the topic through the stream: no
+// ghost rows, and no table read twice.
+//
+// Work is split between two parties:
+// - reader loops (snapshot.parallelism of them, one table each at a time, one chunk per table in
+//   flight): open a window, take a snapshot, write the low watermark, read the chunk, write the
+//   high watermark, wait for the stream to emit it;
+// - the stream handler (the connector): shows every decoded change to the windows, and at a high
+//   watermark emits the chunk's surviving rows in stream order and records the table's progress
+//   (last key) once they are durable.
+// Memory: at most snapshot.parallelism chunks are held, each cut at snapshot.chunkBytes.
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { ChangeEvent, Relation, Row, SnapshotMarker } from '../change/event.ts';
+import type { SnapshotState, TableProgress } from '../kafka/offsets.ts';
+import { publishedShape, relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
+import type { PostgresEndpoint } from '../postgres/connection.ts';
+import { literal } from '../postgres/connection.ts';
+import { parseLsn, type Lsn } from '../postgres/lsn.ts';
+import type { LogicalDecodingMessage } from '../postgres/replication/pgoutput.ts';
+import { estimateRows, readChunk, readTable, type Chunk } from '../postgres/snapshot/reader.ts';
+import type { Logger } from '../worker/log.ts';
+import type { Checkpoint } from './checkpoint.ts';
+import { ChunkWindows, parseSnapshot } from './chunks.ts';
+import { WATERMARK_PREFIX } from './messages.ts';
+import type { PipelineSettings } from './settings.ts';
+import type { SnapshotProgress } from './snapshot.ts';
+
+export interface ChunkedLoadContext {
+  settings: PipelineSettings;
+  log: Logger;
+  endpoint: PostgresEndpoint;
+  checkpoint: Checkpoint;
+  progress: SnapshotProgress;
+  /** Rows acknowledged per table (the connector's stats). */
+  rows: Record<string, number>;
+  /** Encodes one event and hands its records to the sink. */
+  publish(event: ChangeEvent): Promise<void>;
+  /** The relation with its types loaded and its key decided. */
+  enrich(relation: Relation): Promise<Relation>;
+  /** Waits while paused; false when the wait ended because of a stop or a failure. */
+  whilePaused(): Promise<boolean>;
+  /** A reader failed: the run fails with it. */
+  fail(err: unknown): void;
+}
+
+interface PendingChunk {
+  id: number;
+  table: string;
+  relation: Relation;
+  chunk: Chunk;
+  /** Resolves with whether the chunk was emitted (false: read it again). */
+  done: PromiseWithResolvers<boolean>;
+}
+
+/** Test hook: called at named points of the load (see test/integration/chunked-load.test.ts). */
+export type LoadFailpoint = (point: 'chunk-read' | 'chunk-emitted', table: string) => void | Promise<void>;
+
+export class ChunkedLoad {
+  #ctx: ChunkedLoadContext;
+  #state: SnapshotState;
+  #tables: TableRef[];
+  #windows = new ChunkWindows();
+  #pending = new Map<number, PendingChunk>();
+  /** Watermarks of this process only: a replayed one from an earlier run is not ours. */
+  #run = randomUUID();
+  #halted = false;
+  #startedAt = BigInt(Date.now()) * 1000n;
+  /** Whether the first row of the load was emitted (Debezium's 'first' marker). */
+  #anyEmitted = false;
+  #marker: 'initial' | 'incremental';
+  /** Per table, what was handed to the sink so far (ahead of the stored progress until durable). */
+  #emitted = new Map<string, { rows: number; lastKey: Array<string | null> | null; done: boolean }>();
+  failpoint: LoadFailpoint | null = null;
+
+  /**
+   * `state`: the load's progress (a new one, or the stored one of an interrupted load), kept by
+   * reference in the offset. `tables`: the tables to read (those marked done are skipped).
+   */
+  constructor(ctx: ChunkedLoadContext, state: SnapshotState, tables: TableRef[]) {
+    this.#ctx = ctx;
+    this.#state = state;
+    this.#tables = tables;
+    this.#marker = state.incremental ? 'incremental' : 'initial';
+    const acknowledged = (state.tables ??= {});
+    for (const t of tables) acknowledged[tableName(t)] ??= { rows: 0, done: false };
+    ctx.progress.state = 'running';
+    ctx.checkpoint.touch();
+    for (const t of tables) {
+      const a = acknowledged[tableName(t)]!;
+      ctx.progress.tables[tableName(t)] = { rows: a.rows, estimatedRows: 0, done: a.done };
+      ctx.rows[tableName(t)] = a.rows;
+      this.#emitted.set(tableName(t), { rows: a.rows, lastKey: a.lastKey ?? null, done: a.done });
+    }
+  }
+
+  get #parallelism(): number {
+    return this.#ctx.settings.snapshot.parallelism ?? 2;
+  }
+
+  get #chunkBytes(): number {
+    return this.#ctx.settings.snapshot.chunkBytes ?? 8 << 20;
+  }
+
+  /** Chunks waiting for their high watermark. */
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Reads every table; resolves when all are done and durable, or the load was halted. */
+  async run(): Promise<'completed' | 'halted'> {
+    const s = this.#ctx.settings;
+    const queue = this.#tables.filter((t) => !this.#state.tables![tableName(t)]!.done);
+    const resumed = Object.values(this.#state.tables!).some((a) => a.rows > 0 || a.done);
+    this.#ctx.log.info(resumed ? 'chunked snapshot resumed' : 'chunked snapshot started', {
+      tables: queue.map(tableName),
+      parallelism: this.#parallelism,
+      chunkRows: s.snapshot.batchSize,
+      chunkBytes: this.#chunkBytes,
+    });
+    const reader = async (): Promise<void> => {
+      const client = await this.#ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
+      try {
+        for (let t = queue.shift(); t && !this.#halted; t = queue.shift()) await this.#readTable(client, t);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    };
+    const readers = Array.from({ length: Math.max(1, Math.min(this.#parallelism, queue.length)) }, reader);
+    await Promise.all(readers);
+    if (this.#halted) return 'halted';
+    await new Promise<void>((resolve) =>
+      this.#ctx.checkpoint.afterDurable(() => {
+        resolve();
+        // The per-table map served restarts of this load only; the streaming offset stays small.
+        return {
+          snapshot: { state: 'done', method: 'chunked', consistentPoint: this.#state.consistentPoint },
+        };
+      }),
+    );
+    this.#ctx.progress.state = 'completed';
+    this.#ctx.log.info('snapshot completed', { rows: this.#ctx.rows });
+    return 'completed';
+  }
+
+  /** Stops reading: chunks waiting for their watermark are forgotten (the next start reads them again). */
+  halt(): void {
+    this.#halted = true;
+    for (const p of this.#pending.values()) {
+      this.#windows.discard(p.id);
+      p.done.resolve(false);
+    }
+    this.#pending.clear();
+    if (this.#ctx.progress.state === 'running') this.#ctx.progress.state = 'interrupted';
+  }
+
+  /** Every change the stream decodes, before it is published. */
+  observe(event: ChangeEvent): void {
+    if (this.#windows.open > 0) this.#windows.observe(tableName(event.relation), event);
+  }
+
+  /** A TRUNCATE decoded from the stream (whether or not truncate events are published). */
+  truncated(relations: Relation[], xid: number): void {
+    for (const r of relations) this.#windows.truncate(tableName(r), xid);
+  }
+
+  /**
+   * A watermark message came through the stream. At a high watermark of ours the chunk's rows
+   * that survive the drop rule are published here, in stream order. True when it was a watermark
+   * (of any run: never published).
+   */
+  async watermark(msg: LogicalDecodingMessage, lsn: Lsn): Promise<void> {
+    const [run, id, kind] = Buffer.from(msg.content).toString('utf8').split(':');
+    if (run !== this.#run || kind !== 'high') return;
+    const pending = this.#pending.get(Number(id));
+    if (!pending) return;
+    this.#pending.delete(pending.id);
+    const outcome = this.#windows.close(pending.id, pending.chunk.rows, pending.relation);
+    if (outcome.kind === 'retry') {
+      this.#ctx.log.debug('chunk read again', { table: pending.table, reason: outcome.reason });
+      pending.done.resolve(false);
+      return;
+    }
+    const { table, relation, chunk } = pending;
+    const emitted = this.#emitted.get(table)!;
+    const tableFirst = emitted.rows === 0;
+    const lastOfLoad = chunk.end && this.#othersDone(table);
+    for (let i = 0; i < outcome.rows.length; i++) {
+      const last = i === outcome.rows.length - 1;
+      const marker = this.#markerFor(i === 0 && tableFirst, last && chunk.end, last && lastOfLoad);
+      await this.#ctx.publish(
+        readEvent(relation, outcome.rows[i]!, lsn, this.#startedAt, emitted.rows++, marker),
+      );
+    }
+    // The next chunk reads after this one at once; the stored progress moves once its rows are durable.
+    emitted.lastKey = chunk.lastKey ?? emitted.lastKey;
+    emitted.done = chunk.end;
+    const stored: TableProgress = {
+      rows: emitted.rows,
+      done: chunk.end,
+      ...(chunk.end || !emitted.lastKey ? {} : { lastKey: emitted.lastKey }),
+    };
+    this.#ctx.checkpoint.afterDurable(() => this.#acknowledge(table, stored));
+    pending.done.resolve(true);
+    await this.failpoint?.('chunk-emitted', table);
+  }
+
+  /** The table's progress is durable: it goes into the offset, the stats and the status. */
+  #acknowledge(table: string, stored: TableProgress): { snapshot: SnapshotState } {
+    this.#state.tables![table] = stored;
+    this.#ctx.rows[table] = stored.rows;
+    const p = this.#ctx.progress.tables[table];
+    if (p) this.#ctx.progress.tables[table] = { ...p, rows: stored.rows, done: stored.done };
+    return { snapshot: this.#state };
+  }
+
+  #othersDone(table: string): boolean {
+    return [...this.#emitted].every(([name, e]) => name === table || e.done);
+  }
+
+  #markerFor(firstInTable: boolean, lastInTable: boolean, lastOfLoad: boolean): SnapshotMarker {
+    if (this.#marker === 'incremental') return 'incremental';
+    const first = !this.#anyEmitted;
+    this.#anyEmitted = true;
+    if (lastOfLoad) return 'last';
+    if (first) return 'first';
+    if (lastInTable) return 'last_in_data_collection';
+    if (firstInTable) return 'first_in_data_collection';
+    return 'true';
+  }
+
+  async #readTable(client: pg.Client, t: TableRef): Promise<void> {
+    const s = this.#ctx.settings;
+    const name = tableName(t);
+    const shape = await publishedShape(client, s.publication.name, t);
+    const relation = await this.#ctx.enrich(await relationFromCatalog(client, t, shape.columns));
+    const p = this.#ctx.progress.tables[name];
+    if (p) p.estimatedRows = await estimateRows(client, relation);
+    this.#ctx.log.info('snapshot table', { table: name, estimatedRows: p?.estimatedRows ?? 0 });
+    const keyNames = relation.columns.filter((c) => c.isKey).map((c) => c.name);
+    const rowFilter = [shape.rowFilter, this.#state.filters?.[name]].filter(Boolean).join(') AND (') || null;
+    if (keyNames.length === 0) {
+      await this.#readWithoutKey(client, name, relation, rowFilter ? `(${rowFilter})` : null);
+      return;
+    }
+    while (!this.#halted) {
+      if (!(await this.#ctx.whilePaused())) return;
+      const after = this.#emitted.get(name)!.lastKey;
+      const id = this.#windows.openWindow(name, keyNames);
+      let chunk: Chunk;
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        // The snapshot is taken by this first statement; the low watermark follows it.
+        const { rows } = await client.query<{ snap: string }>(
+          `SELECT pg_current_snapshot()::text AS snap, pg_logical_emit_message(false, ${literal(WATERMARK_PREFIX)}, ${literal(`${this.#run}:${id}:low`)})`,
+        );
+        this.#windows.setSnapshot(id, parseSnapshot(rows[0]!.snap));
+        chunk = await readChunk(
+          client,
+          relation,
+          after,
+          { maxRows: s.snapshot.batchSize, maxBytes: this.#chunkBytes },
+          rowFilter ? `(${rowFilter})` : null,
+        );
+        await this.failpoint?.('chunk-read', name);
+        const done = Promise.withResolvers<boolean>();
+        this.#pending.set(id, { id, table: name, relation, chunk, done });
+        await client.query(
+          `SELECT pg_logical_emit_message(false, ${literal(WATERMARK_PREFIX)}, ${literal(`${this.#run}:${id}:high`)})`,
+        );
+        await client.query('COMMIT');
+        if (this.#halted) return;
+        if (!(await done.promise)) continue; // read again (or halted)
+      } catch (err) {
+        this.#windows.discard(id);
+        this.#pending.delete(id);
+        await client.query('ROLLBACK').catch(() => undefined);
+        if (this.#halted) return;
+        throw err;
+      }
+      if (chunk.end) return;
+    }
+  }
+
+  /**
+   * A table without a key has no order to read it by in chunks nor a key to drop rows by: it is
+   * read in one transaction and its rows are published as they come. Its changes while it is read
+   * may then appear before or after its rows (docs/snapshots.md); an interrupted read starts over.
+   */
+  async #readWithoutKey(
+    client: pg.Client,
+    name: string,
+    relation: Relation,
+    rowFilter: string | null,
+  ): Promise<void> {
+    const s = this.#ctx.settings;
+    this.#ctx.log.warn(
+      'table has no primary key or replica identity index: read in one pass, not in chunks',
+      {
+        table: name,
+      },
+    );
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    let rows = 0;
+    try {
+      for await (const batch of readTable(client, relation, s.snapshot.batchSize, undefined, rowFilter)) {
+        for (const row of batch) {
+          const marker = this.#markerFor(rows === 0, false, false);
+          await this.#ctx.publish(
+            readEvent(relation, row, parseLsn(this.#state.consistentPoint), this.#startedAt, rows++, marker),
+          );
+        }
+        if (this.#halted || !(await this.#ctx.whilePaused())) return;
+      }
+    } finally {
+      await client.query('COMMIT').catch(() => undefined);
+    }
+    const stored: TableProgress = { rows, done: true };
+    this.#emitted.set(name, { rows, lastKey: null, done: true });
+    this.#ctx.checkpoint.afterDurable(() => this.#acknowledge(name, stored));
+  }
+}
+
+function readEvent(
+  relation: Relation,
+  row: Row,
+  lsn: Lsn,
+  nowMicros: bigint,
+  seq: number,
+  marker: SnapshotMarker,
+): ChangeEvent {
+  return {
+    op: 'r',
+    relation,
+    before: null,
+    after: row,
+    xid: null,
+    lsn,
+    commitLsn: lsn,
+    commitTimeMicros: nowMicros,
+    seq,
+    snapshot: marker,
+  };
+}
