@@ -172,7 +172,24 @@ export const schema = {
       ['initial', 'never', 'always', 'initial_only', 'when_needed'],
       'initial',
     ),
-    batchSize: int('Rows fetched per round trip while snapshotting.', 10000, { min: 1, max: 1_000_000 }),
+    batchSize: int(
+      'Rows per chunk of the chunked load (and per round trip of the exported-snapshot load).',
+      10000,
+      { min: 1, max: 1_000_000 },
+    ),
+    method: oneOf(
+      "How tables are read: chunked (in primary-key chunks while the stream runs, DBLog watermarks; a crash resumes after the last chunk on the same slot; the default) or exported (inside the slot's exported snapshot: one point in time, but an interrupted load starts over on a new slot; docs/snapshots.md).",
+      ['chunked', 'exported'],
+      'chunked',
+    ),
+    chunkBytes: bytes(
+      'The byte budget of one chunk: a chunk ends at snapshot.batchSize rows or at this many bytes of column text, whichever comes first, so memory stays bounded for any row width. An integer or with a unit (8MiB).',
+      8 * 1024 ** 2,
+    ),
+    parallelism: int('Tables the chunked load reads at once (one chunk of each held at a time).', 2, {
+      min: 1,
+      max: 64,
+    }),
   },
   tables: {
     include: tables(

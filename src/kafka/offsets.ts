@@ -15,13 +15,25 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export interface TableProgress {
   rows: number;
   done: boolean;
-  /** Exactly-once: the key (text values) of the last acknowledged row; a resumed load reads after it. */
+  /**
+   * The key (text values) of the last acknowledged row: a resumed load reads after it (the chunked
+   * load, and the exported-snapshot load with exactly-once delivery).
+   */
   lastKey?: Array<string | null>;
 }
 
 export interface SnapshotState {
   /** 'running' until every selected table has been read and acknowledged. */
   state: 'running' | 'done';
+  /**
+   * chunked: read in key chunks while streaming (src/pipeline/chunked-load.ts), the slot confirmed
+   * as usual meanwhile; absent: inside the slot's exported snapshot (the slot waits for it).
+   */
+  method?: 'chunked';
+  /** An on-demand re-read (POST /connectors/<name>/snapshot): its rows are marked 'incremental'. */
+  incremental?: boolean;
+  /** On-demand: an extra row filter (SQL) per table. */
+  filters?: Record<string, string>;
   /** The slot's consistent point that the snapshot was read at (X/Y); 0/0 before the slot exists. */
   consistentPoint: string;
   /**
