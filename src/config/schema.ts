@@ -198,6 +198,30 @@ export const schema = {
     ),
     exclude: tables('Tables not to capture, same form as tables.include.'),
   },
+  capture: {
+    method: oneOf(
+      'How changes are found: logical (logical decoding through a publication and a replication slot: every insert, update and delete, in commit order) or xmin (each table polled for the rows whose xmin is at or past a stored cursor: needs only SELECT and a primary key, works on a standby and without wal_level=logical, but sees no deletes and only the latest version of a row; docs/xmin.md).',
+      ['logical', 'xmin'],
+      'logical',
+    ),
+    xmin: {
+      pollIntervalMs: int(
+        'capture.method xmin: the pause between the end of one poll of every table and the start of the next, in milliseconds (the latency of a change is up to this plus a poll).',
+        10_000,
+        { min: 10, max: 86_400_000 },
+      ),
+      chunkRows: int(
+        'capture.method xmin: rows per chunk; a chunk is one short REPEATABLE READ transaction read in primary-key order, and an interrupted poll resumes after the last chunk Kafka acknowledged.',
+        10_000,
+        { min: 1, max: 1_000_000 },
+      ),
+      chunkBytes: bytes(
+        'capture.method xmin: a chunk also ends at the first row that brings it to this many bytes of column text, so memory stays bounded for any row width. An integer or with a unit (8MiB).',
+        8 * 1024 ** 2,
+        { min: 1 },
+      ),
+    },
+  },
   topics: {
     prefix: str('Topic prefix; change topics are <prefix>.<schema>.<table>.', null, {
       derived: '`<name>`',

@@ -43,6 +43,16 @@ export interface SnapshotState {
   tables?: Record<string, TableProgress>;
 }
 
+/** capture.method xmin: one table's cursor (docs/xmin.md). Absent for a table: read every row. */
+export interface XminTableCursor {
+  /** xid8 (decimal): the poll reads the rows whose xmin is at or after it; absent: every row. */
+  from?: string;
+  /** While a poll of the table is under way: the cursor it leaves when it is done (xid8). */
+  next?: string;
+  /** While a poll is under way: the key (text values) of its last acknowledged row; it resumes after it. */
+  after?: Array<string | null>;
+}
+
 export interface OffsetRecord {
   /** Everything committed before this LSN (X/Y) is durable in Kafka; streaming resumes here. */
   lsn: string;
@@ -50,6 +60,8 @@ export interface OffsetRecord {
   txCommitLsn?: string;
   txSeq?: number;
   snapshot?: SnapshotState;
+  /** capture.method xmin: the cursor per table (schema.table); lsn stays 0/0. */
+  xmin?: Record<string, XminTableCursor>;
   /** Wall-clock time the offset was written (ms). */
   ts_ms: number;
 }
