@@ -438,8 +438,17 @@ export const schema = {
     ),
     query: str('Optional SQL run on every heartbeat (e.g. an UPDATE of a heartbeat table).'),
     walWarnBytes: bytes(
-      'Warn when the slot retains more WAL than this; 0 turns the warning off. An integer or with a unit (1GiB).',
+      "The WAL budget's warning level: warn (log line, pgcdc_slot_wal_budget_state) when the slot retains more WAL than this; 0 turns the warning off. An integer or with a unit (1GiB).",
       1024 ** 3,
+    ),
+    walCriticalBytes: bytes(
+      "The WAL budget's critical level: retained WAL above it is critical (log line, metric, the chart's PgcdcSlotWalCritical alert) and heartbeat.walCriticalAction applies; 0 turns it off. Keep it below the server's max_slot_wal_keep_size, which invalidates the slot first (pgcdc check says so).",
+      10 * 1024 ** 3,
+    ),
+    walCriticalAction: oneOf(
+      'What happens past heartbeat.walCriticalBytes: warn (metrics and a log line only, the slot keeps its WAL) or stop (the connector stops FAILED and releases the slot: drops it and forgets the offset, so the disk is safe but the position is lost and the next start follows snapshot.mode; docs/operations.md).',
+      ['warn', 'stop'],
+      'warn',
     ),
   },
 } satisfies Section;

@@ -44,6 +44,8 @@ import {
   type RegistryCheckSettings,
 } from './preflight/services.ts';
 
+import { probeWalLimits, walBudgetCheck, type WalBudgetSettings } from './preflight/wal-budget.ts';
+
 export * from './preflight/result.ts';
 export { describeConnectError, type ConnectProblem } from './preflight/connect-errors.ts';
 export { displayUrl } from './preflight/services.ts';
@@ -57,7 +59,7 @@ export interface PreflightConfig {
   slot: { name: string; failover?: boolean };
   snapshot: { mode: string };
   tables: { include: TableRef[]; exclude: TableRef[] };
-  heartbeat: { walWarnBytes: number };
+  heartbeat: WalBudgetSettings;
 }
 
 export interface PreflightOptions {
@@ -240,6 +242,8 @@ async function postgresChecks(
     results.push(
       slotCheck(slots.find((x) => x.name === settings.slot.name) ?? null, settings, role.database),
     );
+    if (server.versionNum >= 130000)
+      results.push(walBudgetCheck(await probeWalLimits(client), cfg.heartbeat));
     results.push(...(await versionDependentChecks(client, server, cfg, endpoint)));
     return { results, fixes };
   } finally {

@@ -5,7 +5,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PGCDC_VERSION } from '../avro/envelope.ts';
 import type { ConnectorObserver } from '../pipeline/connector.ts';
-import type { WalGuard } from './wal-guard.ts';
+import { WAL_BUDGET_STATES, type WalBudget, type WalGuard } from './wal-guard.ts';
 import { WORKER_STATES, type Worker } from './worker.ts';
 
 export interface Metrics {
@@ -20,6 +20,7 @@ export function createMetrics(
   guard: WalGuard | null,
   opts: { defaultMetrics?: boolean } = {},
 ): Metrics {
+  const budget: WalBudget | null = guard?.budget ?? null;
   const registry = new Registry();
   registry.setDefaultLabels({ connector: worker.name });
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
@@ -140,6 +141,28 @@ export function createMetrics(
   slotGauge('pgcdc_slot_wal_warning', '1 while the retained WAL is above heartbeat.walWarnBytes.', () =>
     guard ? (guard.warning ? 1 : 0) : null,
   );
+  new Gauge({
+    name: 'pgcdc_slot_wal_budget_bytes',
+    help: 'The WAL budget: retained-WAL levels in bytes (warning: heartbeat.walWarnBytes, critical: heartbeat.walCriticalBytes); a level set to 0 is not exported.',
+    labelNames: ['level'],
+    registers,
+    collect() {
+      this.reset();
+      const levels = { warning: budget?.walWarnBytes ?? 0, critical: budget?.walCriticalBytes ?? 0 };
+      for (const [level, bytes] of Object.entries(levels)) if (bytes > 0) this.set({ level }, bytes);
+    },
+  });
+  new Gauge({
+    name: 'pgcdc_slot_wal_budget_state',
+    help: "Where the slot's retained WAL stands against the budget: 1 for the current state (ok, warning, critical; critical also when the server is about to invalidate the slot or has: wal_status unreserved or lost).",
+    labelNames: ['state'],
+    registers,
+    collect() {
+      this.reset();
+      if (!guard?.last) return;
+      for (const s of WAL_BUDGET_STATES) this.set({ state: s }, s === guard.budgetState ? 1 : 0);
+    },
+  });
   slotGauge('pgcdc_slot_active', '1 when the slot has an active reader.', () =>
     guard?.last ? (guard.last.active ? 1 : 0) : null,
   );

@@ -7,9 +7,16 @@
 //   so the slot advances on an idle database and while only tables pgcdc does not capture are written;
 // - a slot poll every few seconds: lag (current WAL − confirmed_flush_lsn), retained WAL
 //   (current WAL − restart_lsn), wal_status, safe_wal_size and max_slot_wal_keep_size — how close
-//   the slot is to being invalidated — with a warning when retained WAL passes walWarnBytes.
+//   the slot is to being invalidated;
+// - the WAL budget: retained WAL past heartbeat.walWarnBytes is a warning, past walCriticalBytes
+//   critical (one log line when a level is crossed, again every few minutes while it lasts, and
+//   pgcdc_slot_wal_budget_state for alerts); walCriticalAction=stop then has the worker stop the
+//   connector and release the slot, trading the position for the server's disk.
+// While the connector cannot start (RECONNECTING: Kafka or the registry is down, the likeliest
+// reason WAL piles up) the poll uses a short connection of its own, so the budget still holds.
 import type pg from 'pg';
 import { HEARTBEAT_PREFIX } from '../pipeline/messages.ts';
+import { connectForChecks, prettyBytes } from '../postgres/preflight.ts';
 import type { Logger } from './log.ts';
 import type { Worker } from './worker.ts';
 
@@ -32,13 +39,43 @@ export interface SlotHealth {
   safeWalSizeBytes: number | null;
   /** The server's max_slot_wal_keep_size in bytes; null: unlimited (-1). */
   maxSlotWalKeepSizeBytes: number | null;
+  /** PostgreSQL 17+: why the server invalidated the slot (wal_removed, rows_removed, idle_timeout, ...). */
+  invalidationReason: string | null;
   currentLsn: string;
   confirmedFlushLsn: string | null;
 }
 
+export type WalBudgetState = 'ok' | 'warning' | 'critical';
+export const WAL_BUDGET_STATES: readonly WalBudgetState[] = ['ok', 'warning', 'critical'];
+
+export interface WalBudget {
+  /** Warning level in bytes of retained WAL; 0: none. */
+  walWarnBytes: number;
+  /** Critical level; 0: none. */
+  walCriticalBytes?: number;
+  walCriticalAction?: 'warn' | 'stop';
+}
+
+/**
+ * Where the slot stands against the budget. A slot the server is about to invalidate (unreserved:
+ * past max_slot_wal_keep_size) or has invalidated (lost) is critical whatever the levels say.
+ */
+export function walBudgetState(
+  h: Pick<SlotHealth, 'retainedBytes' | 'walStatus'>,
+  b: WalBudget,
+): WalBudgetState {
+  if (h.walStatus === 'unreserved' || h.walStatus === 'lost') return 'critical';
+  const r = h.retainedBytes;
+  if (r === null) return 'ok';
+  const critical = b.walCriticalBytes ?? 0;
+  if (critical > 0 && r > critical) return 'critical';
+  if (b.walWarnBytes > 0 && r > b.walWarnBytes) return 'warning';
+  return 'ok';
+}
+
 export interface WalGuardOptions {
   slot: string;
-  heartbeat: { intervalMs: number; query?: string; walWarnBytes: number };
+  heartbeat: { intervalMs: number; query?: string } & WalBudget;
   pollIntervalMs?: number;
   /** Minimum time between two repeated warnings. */
   warnEveryMs?: number;
@@ -53,7 +90,8 @@ SELECT (s.slot_name IS NOT NULL)::text AS exists,
        pg_wal_lsn_diff(w.lsn, s.restart_lsn)::int8::text AS retained,
        s.wal_status,
        s.safe_wal_size::text AS safe,
-       pg_size_bytes(current_setting('max_slot_wal_keep_size'))::text AS keep
+       pg_size_bytes(current_setting('max_slot_wal_keep_size'))::text AS keep,
+       to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason
   FROM (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END AS lsn) w
   LEFT JOIN pg_replication_slots s ON s.slot_name = $1`;
 
@@ -67,6 +105,8 @@ export class WalGuard {
   heartbeatErrors = 0;
   /** Retained WAL is above heartbeat.walWarnBytes. */
   warning = false;
+  /** The WAL budget's state at the last poll. */
+  budgetState: WalBudgetState = 'ok';
   #worker: Worker;
   #log: Logger;
   #opts: Required<WalGuardOptions>;
@@ -74,13 +114,22 @@ export class WalGuard {
   #polling = false;
   #beating = false;
   #lastWarnAt = 0;
+  #released = false;
   #lastHeartbeatWarnAt = 0;
   #lastStatus: string | null = null;
+  /** The level the last log line was about (the budget's state without wal_status). */
+  #lastLevel: WalBudgetState = 'ok';
 
   constructor(worker: Worker, log: Logger, opts: WalGuardOptions) {
     this.#worker = worker;
     this.#log = log;
     this.#opts = { pollIntervalMs: 5_000, warnEveryMs: 5 * 60_000, ...opts };
+  }
+
+  /** The configured levels and action. */
+  get budget(): WalBudget {
+    const { walWarnBytes, walCriticalBytes, walCriticalAction } = this.#opts.heartbeat;
+    return { walWarnBytes, walCriticalBytes, walCriticalAction };
   }
 
   start(): void {
@@ -128,40 +177,65 @@ export class WalGuard {
 
   /** Reads the slot's state; warns when it retains too much WAL or is close to invalidation. */
   async poll(): Promise<SlotHealth | null> {
+    if (this.#polling) return this.last;
     const client = this.#client();
-    if (!client || this.#polling) return this.last;
+    if (!client && this.#worker.state !== 'RECONNECTING') return this.last;
     this.#polling = true;
     try {
-      // Every value arrives as text (the connection keeps PostgreSQL's text forms).
-      const { rows } = await client.query<Record<string, string | null>>(SLOT_SQL, [this.#opts.slot]);
-      const r = rows[0]!;
-      const keep = num(r.keep);
-      const health: SlotHealth = {
-        at: Date.now(),
-        exists: r.exists === 'true',
-        active: r.active === 'true',
-        lagBytes: num(r.lag),
-        retainedBytes: num(r.retained),
-        walStatus: r.wal_status ?? null,
-        safeWalSizeBytes: num(r.safe),
-        maxSlotWalKeepSizeBytes: keep === null || keep < 0 ? null : keep,
-        currentLsn: String(r.current),
-        confirmedFlushLsn: r.confirmed ?? null,
-      };
+      const health = client ? await this.#read(client) : await this.#readAlone();
+      if (!health) return this.last;
       this.last = health;
       this.lastPollError = null;
       this.#check(health);
       return health;
     } catch (err) {
-      if (this.#client() === client) this.lastPollError = err instanceof Error ? err : new Error(String(err));
+      if (!client || this.#client() === client)
+        this.lastPollError = err instanceof Error ? err : new Error(String(err));
       return this.last;
     } finally {
       this.#polling = false;
     }
   }
 
+  async #read(client: pg.Client): Promise<SlotHealth> {
+    // Every value arrives as text (the connection keeps PostgreSQL's text forms).
+    const { rows } = await client.query<Record<string, string | null>>(SLOT_SQL, [this.#opts.slot]);
+    const r = rows[0]!;
+    const keep = num(r.keep);
+    return {
+      at: Date.now(),
+      exists: r.exists === 'true',
+      active: r.active === 'true',
+      lagBytes: num(r.lag),
+      retainedBytes: num(r.retained),
+      walStatus: r.wal_status ?? null,
+      safeWalSizeBytes: num(r.safe),
+      maxSlotWalKeepSizeBytes: keep === null || keep < 0 ? null : keep,
+      invalidationReason: r.invalidation_reason ?? null,
+      currentLsn: String(r.current),
+      confirmedFlushLsn: r.confirmed ?? null,
+    };
+  }
+
+  /** One poll on a connection of its own, while the connector has none; null when PostgreSQL is unreachable too. */
+  async #readAlone(): Promise<SlotHealth | null> {
+    const opened = await connectForChecks(this.#worker.config, {
+      applicationName: `pgcdc-${this.#worker.name}-wal-guard`,
+      log: this.#log,
+    });
+    if ('result' in opened) return null;
+    try {
+      return await this.#read(opened.client);
+    } finally {
+      await opened.client.end().catch(() => undefined);
+      await opened.endpoint.close().catch(() => undefined);
+    }
+  }
+
   #check(h: SlotHealth): void {
-    const limit = this.#opts.heartbeat.walWarnBytes;
+    const b = this.#opts.heartbeat;
+    const warnAt = b.walWarnBytes;
+    const criticalAt = b.walCriticalBytes ?? 0;
     const ctx = {
       slot: this.#opts.slot,
       retainedBytes: h.retainedBytes,
@@ -169,31 +243,65 @@ export class WalGuard {
       walStatus: h.walStatus,
       safeWalSizeBytes: h.safeWalSizeBytes,
       maxSlotWalKeepSizeBytes: h.maxSlotWalKeepSizeBytes,
+      walWarnBytes: warnAt,
+      walCriticalBytes: criticalAt,
     };
-    const over = limit > 0 && h.retainedBytes !== null && h.retainedBytes > limit;
-    if (over && (!this.warning || Date.now() - this.#lastWarnAt > this.#opts.warnEveryMs)) {
-      this.#lastWarnAt = Date.now();
-      this.#log.warn(
-        `replication slot retains ${h.retainedBytes} bytes of WAL, above heartbeat.walWarnBytes (${limit}); ` +
-          'the server cannot recycle it until pgcdc confirms it',
-        ctx,
-      );
-    } else if (!over && this.warning) {
-      this.#log.info('replication slot back under heartbeat.walWarnBytes', ctx);
-    }
-    this.warning = over;
-    if (h.walStatus !== this.#lastStatus) {
-      if (h.walStatus === 'unreserved' || h.walStatus === 'lost') {
-        this.#log.warn(
-          h.walStatus === 'lost'
-            ? 'replication slot lost WAL it needed (wal_status = lost): changes are missing; a new snapshot is needed'
-            : 'replication slot is about to be invalidated (wal_status = unreserved, past max_slot_wal_keep_size)',
+    const retained = h.retainedBytes;
+    this.warning = warnAt > 0 && retained !== null && retained > warnAt;
+    const state = h.exists ? walBudgetState(h, b) : 'ok';
+    this.budgetState = state;
+    const overCritical = criticalAt > 0 && retained !== null && retained > criticalAt;
+    if (overCritical && b.walCriticalAction === 'stop') {
+      if (!this.#released) {
+        // The worker's failure line is the one line of this event: no warning of our own.
+        this.#released = true;
+        this.#worker.release(
+          `replication slot ${this.#opts.slot} retains ${size(retained)} of WAL, above heartbeat.walCriticalBytes (${size(criticalAt)})`,
+        );
+      }
+    } else {
+      const level = overCritical ? 'critical' : this.warning ? 'warning' : 'ok';
+      const rank = { ok: 0, warning: 1, critical: 2 } as const;
+      const prev: WalBudgetState = this.#lastLevel;
+      this.#lastLevel = level;
+      const now = Date.now();
+      if (level !== 'ok' && (rank[level] > rank[prev] || now - this.#lastWarnAt > this.#opts.warnEveryMs)) {
+        this.#lastWarnAt = now;
+        if (level === 'critical') {
+          this.#log.error(
+            `replication slot ${this.#opts.slot} retains ${size(retained)} of WAL, above heartbeat.walCriticalBytes (${size(criticalAt)}); ` +
+              'the server cannot recycle it until pgcdc confirms it (heartbeat.walCriticalAction=warn: pgcdc keeps the slot)',
+            ctx,
+          );
+        } else {
+          this.#log.warn(
+            `replication slot ${this.#opts.slot} retains ${size(retained)} of WAL, above heartbeat.walWarnBytes (${size(warnAt)}); ` +
+              'the server cannot recycle it until pgcdc confirms it',
+            ctx,
+          );
+        }
+      } else if (rank[level] < rank[prev]) {
+        this.#log.info(
+          `replication slot ${this.#opts.slot} back under ${level === 'ok' ? 'heartbeat.walWarnBytes' : 'heartbeat.walCriticalBytes'}`,
           ctx,
         );
-      } else if (this.#lastStatus === 'unreserved') {
-        this.#log.info(`replication slot wal_status back to ${h.walStatus}`, ctx);
+        if (level === 'ok') this.#lastWarnAt = 0;
+      }
+    }
+    if (h.walStatus !== this.#lastStatus) {
+      // An invalidated slot (lost) is said once, by the start plan (src/pipeline/plan.ts lostReason):
+      // the server ends our walsender when it invalidates the slot, and the next start decides.
+      if (h.walStatus === 'unreserved') {
+        this.#log.warn(
+          `replication slot ${this.#opts.slot} is about to be invalidated (wal_status = unreserved: past the server's max_slot_wal_keep_size)`,
+          ctx,
+        );
+      } else if (this.#lastStatus === 'unreserved' && h.walStatus !== 'lost') {
+        this.#log.info(`replication slot ${this.#opts.slot} wal_status back to ${h.walStatus}`, ctx);
       }
       this.#lastStatus = h.walStatus;
     }
   }
 }
+
+const size = (n: number | null): string => (n === null ? '?' : prettyBytes(n));

@@ -9,7 +9,8 @@ import { hostname } from 'node:os';
 import { SENSITIVE_PATHS } from '../config/schema.ts';
 import type { PgcdcConfig } from '../config/types.ts';
 import { Connector, type ConnectorObserver, type ConnectorState } from '../pipeline/connector.ts';
-import { causeChain, failureKind, type FailureKind } from '../errors.ts';
+import { causeChain, failureKind, UserError, type FailureKind } from '../errors.ts';
+import { releaseSlot } from '../pipeline/release.ts';
 import { errorContext, redactText, type Logger } from './log.ts';
 import { offsetKey } from '../kafka/offsets.ts';
 import { parseLsn, formatLsn } from '../postgres/lsn.ts';
@@ -71,6 +72,19 @@ export interface ReconnectState {
   upSince: number | null;
 }
 
+/** What the next start does after a release forgot the offset and dropped the slot. */
+function nextStartAfterRelease(mode: string): string {
+  if (mode === 'never') return 'the next start streams from a new slot, without the changes in between';
+  return `the next start takes a new snapshot (snapshot.mode=${mode})`;
+}
+
+/** What the next start does when the offset stayed but its slot is gone (src/pipeline/plan.ts). */
+function nextStartWithLostSlot(mode: string): string {
+  if (mode === 'when_needed' || mode === 'always')
+    return `the next start takes a new snapshot (snapshot.mode=${mode})`;
+  return `the next start refuses the stored offset (snapshot.mode=${mode}); run pgcdc offsets reset --yes or set snapshot.mode=when_needed`;
+}
+
 /** Every configured secret value (passwords, keys, tokens) — what logs and the REST API must never show. */
 export function configSecrets(config: PgcdcConfig): string[] {
   const out: string[] = [];
@@ -105,6 +119,8 @@ export class Worker {
   #onStarted: Array<() => void> = [];
   #reconnect: ReconnectState | null = null;
   #reconnectWatch: NodeJS.Timeout | null = null;
+  /** Why the slot is to be released (heartbeat.walCriticalAction=stop); the run then ends FAILED. */
+  #release: { reason: string; next: string } | null = null;
 
   constructor(config: PgcdcConfig, log: Logger, opts: WorkerOptions) {
     this.name = config.name;
@@ -114,6 +130,11 @@ export class Worker {
     this.workerId = opts.workerId ?? `${hostname()}:${config.http.port}`;
     this.secrets = configSecrets(config);
     this.#connector = this.#newConnector();
+  }
+
+  /** The configuration the connectors run with. */
+  get config(): PgcdcConfig {
+    return this.#config;
   }
 
   /** The current connector instance (a restart replaces it). */
@@ -179,14 +200,16 @@ export class Worker {
       } catch (err) {
         error = err instanceof Error ? err : new Error(String(err));
       }
-      if (this.#restarting && !this.#stopRequested) {
+      if (this.#release && !this.#stopRequested) {
+        error = await this.#released(this.#release);
+      } else if (this.#restarting && !this.#stopRequested) {
         if (error) this.#log.warn('connector failed while restarting', { err: error });
         this.#connector = this.#newConnector();
         continue;
       }
       if (!error) return { failure: null };
       if (this.#stopRequested) return { failure: error };
-      const kind = failureKind(error);
+      let kind = failureKind(error);
       if (kind === 'connection') {
         // A lost connection (database restart, broker or registry down, dropped SSH tunnel):
         // start a new instance from the stored offset after a backoff, as a pod restart would,
@@ -196,9 +219,14 @@ export class Worker {
         const why = await this.#sleepUnlessStopped(delayMs);
         this.#restarting = false;
         if (why === 'stop') return { failure: null };
-        this.#reconnect!.nextAttemptAt = null;
-        this.#connector = this.#newConnector();
-        continue;
+        if (!this.#release) {
+          this.#reconnect!.nextAttemptAt = null;
+          this.#connector = this.#newConnector();
+          continue;
+        }
+        // The WAL budget released the slot during the outage: that ends the run, no new instance.
+        error = await this.#released(this.#release);
+        kind = failureKind(error);
       }
 
       this.#watchReconnect(false);
@@ -270,6 +298,41 @@ export class Worker {
       }
     }, 250);
     this.#reconnectWatch.unref();
+  }
+
+  /**
+   * Stops the connector for good and releases its slot (heartbeat.walCriticalAction=stop): a
+   * graceful stop, then the offset is forgotten and the slot dropped, and the run ends FAILED with
+   * `reason` and what the next start does. Also while an outage is being ridden out.
+   */
+  release(reason: string): void {
+    if (this.#release || this.#stopRequested || this.#finished || this.#failure) return;
+    this.#release = { reason, next: nextStartAfterRelease(this.#config.snapshot.mode) };
+    if (this.#reconnect?.nextAttemptAt) this.#wake?.('restart');
+    else void this.#connector.stop();
+  }
+
+  /** Does the release; the failure the run ends with says what was released and what comes next. */
+  async #released(release: { reason: string; next: string }): Promise<Error> {
+    const done = await releaseSlot(this.#config, this.#log);
+    this.#release = null;
+    const slot = this.#config.slot.name;
+    const what =
+      done.offsetError === null && done.slotError === null
+        ? `released replication slot ${slot} (dropped) and forgot the offset`
+        : [
+            done.offsetError === null
+              ? 'forgot the offset'
+              : `could not forget the offset (${done.offsetError})`,
+            done.slotError === null
+              ? `dropped replication slot ${slot}`
+              : `could not drop replication slot ${slot} (${done.slotError}; drop it: SELECT pg_drop_replication_slot('${slot}'))`,
+          ].join(', ');
+    // A kept offset without its slot: the next start treats the position as lost (snapshot.mode decides).
+    const next = done.offsetError === null ? release.next : nextStartWithLostSlot(this.#config.snapshot.mode);
+    return new UserError(
+      `${release.reason}; heartbeat.walCriticalAction=stop: the connector stopped and ${what}, so the server can recycle the WAL; the position is lost: ${next}`,
+    );
   }
 
   /** Graceful stop of the connector (drain, final offset, confirm); run() then resolves. */

@@ -372,7 +372,7 @@ describe('helm chart helm/pgcdc', () => {
       for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) assert.equal(svcLabels[k], v);
     });
 
-    it('adds a PrometheusRule alerting on slot lag, a FAILED or reconnecting connector and no progress', () => {
+    it('adds a PrometheusRule alerting on slot lag, the WAL budget, a FAILED or reconnecting connector and no progress', () => {
       const rule = only(manifests, 'PrometheusRule');
       const rules: Manifest[] = rule.spec.groups.flatMap((g: Manifest) => g.rules);
       const byName = Object.fromEntries(rules.map((r) => [r.alert, r]));
@@ -381,6 +381,8 @@ describe('helm chart helm/pgcdc', () => {
         'PgcdcConnectorReconnecting',
         'PgcdcNoProgress',
         'PgcdcSlotLagHigh',
+        'PgcdcSlotWalCritical',
+        'PgcdcSlotWalWarning',
       ]);
       const sel = 'namespace="cdc",service="pgcdc"';
       assert.equal(
@@ -396,6 +398,23 @@ describe('helm chart helm/pgcdc', () => {
         `max by (namespace, pod) (pgcdc_connector_state{${sel},state="RECONNECTING"}) == 1`,
       );
       assert.equal(byName.PgcdcConnectorReconnecting!.for, '5m');
+      // The WAL budget's state gauge (src/worker/metrics.ts), one alert per level.
+      assert.equal(
+        byName.PgcdcSlotWalWarning!.expr,
+        `max by (namespace, pod) (pgcdc_slot_wal_budget_state{${sel},state="warning"}) == 1`,
+      );
+      assert.deepEqual(
+        [byName.PgcdcSlotWalWarning!.for, byName.PgcdcSlotWalWarning!.labels.severity],
+        ['5m', 'warning'],
+      );
+      assert.equal(
+        byName.PgcdcSlotWalCritical!.expr,
+        `max by (namespace, pod) (pgcdc_slot_wal_budget_state{${sel},state="critical"}) == 1`,
+      );
+      assert.deepEqual(
+        [byName.PgcdcSlotWalCritical!.for, byName.PgcdcSlotWalCritical!.labels.severity],
+        ['2m', 'page'],
+      );
       const noProgress = byName.PgcdcNoProgress!.expr as string;
       assert.match(noProgress, /increase\(pgcdc_records_produced_total\{[^}]*\}\[15m\]\)\) == 0/);
       assert.match(noProgress, /pgcdc_slot_lag_bytes\{[^}]*\}\) > 0/);

@@ -58,7 +58,7 @@ const CAPABILITIES: readonly Capability[] = [
   {
     since: 18,
     what: 'idle_replication_slot_timeout (the server invalidates idle slots)',
-    use: 'see the slot line',
+    use: 'see the wal budget line',
   },
 ];
 

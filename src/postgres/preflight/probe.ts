@@ -101,6 +101,7 @@ export async function probeSlots(client: pg.Client, server: ServerFacts): Promis
     `SELECT s.slot_name, s.slot_type, s.plugin, s.database, s.active, s.active_pid,
             a.application_name, host(a.client_addr) AS client_addr,
             ${v13 ? 's.wal_status' : 'NULL::text AS wal_status'},
+            to_jsonb(s) ->> 'invalidation_reason' AS invalidation_reason,
             ${server.inRecovery ? 'NULL::numeric' : 'pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)'} AS retained
        FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid
       ORDER BY s.slot_name`,
@@ -116,6 +117,7 @@ export async function probeSlots(client: pg.Client, server: ServerFacts): Promis
     activeClient: r.client_addr || null,
     walStatus: str(r.wal_status),
     retainedBytes: numOrNull(r.retained),
+    invalidationReason: str(r.invalidation_reason),
   }));
 }
 

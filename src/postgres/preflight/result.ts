@@ -20,6 +20,7 @@ export type CheckId =
   | 'publication'
   | 'replica_identity'
   | 'slot'
+  | 'wal_budget'
   | 'capability'
   | 'publication_filters'
   | 'failover'
@@ -43,6 +44,7 @@ export const LABELS: Record<CheckId, string> = {
   publication: 'publication',
   replica_identity: 'replica identity',
   slot: 'slot',
+  wal_budget: 'wal budget',
   capability: 'server supports',
   publication_filters: 'publication filters',
   failover: 'failover',

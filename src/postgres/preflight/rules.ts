@@ -89,6 +89,8 @@ export interface SlotFacts {
   walStatus: string | null;
   /** pg_current_wal_lsn() - restart_lsn; null on a standby or without restart_lsn. */
   retainedBytes: number | null;
+  /** PostgreSQL 17+: why the server invalidated the slot (wal_removed, idle_timeout, ...). */
+  invalidationReason?: string | null;
 }
 
 export interface CheckSettings {
@@ -545,9 +547,12 @@ export function slotCheck(
   }
   const retained = slot.retainedBytes !== null ? prettyBytes(slot.retainedBytes) : null;
   if (slot.walStatus === 'lost') {
-    const message = `slot ${name} has lost WAL it needed (wal_status = lost)`;
+    const why = slot.invalidationReason ? `, invalidation_reason = ${slot.invalidationReason}` : '';
+    const message = `slot ${name} was invalidated by the server and has lost WAL it needed (wal_status = lost${why})`;
     if (s.snapshotMode === 'when_needed' || s.snapshotMode === 'always') {
-      return warning('slot', `${message}; snapshot.mode=${s.snapshotMode} takes a new snapshot`);
+      // Not a warning: the configured mode handles it, and `pgcdc run` would say it twice (the
+      // start plan announces the new snapshot in its own line).
+      return ok('slot', `${message}; snapshot.mode=${s.snapshotMode} takes a new snapshot at start`);
     }
     return failed(
       'slot',
