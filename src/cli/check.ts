@@ -15,6 +15,7 @@ import {
   type CheckResult,
   type PreflightReport,
 } from '../postgres/preflight.ts';
+import { XMIN_TRADE_OFFS } from '../postgres/preflight/xmin.ts';
 import type { Logger } from '../worker/log.ts';
 
 /** Settings a PostgreSQL-only command can do without; a placeholder stands in (never contacted). */
@@ -130,6 +131,11 @@ export async function checkCommand(c: CheckCommand): Promise<number> {
     else out.write(`${report.fixes.map(formatFix).join('\n')}\n\n`);
   }
   out.write(`${report.results.map(formatLine).join('\n')}\n\n`);
+  if (config.capture.method === 'xmin') {
+    out.write(
+      `capture.method xmin, against logical decoding (capture.method logical):\n${XMIN_TRADE_OFFS.map((t) => `  - ${t}`).join('\n')}\n\n`,
+    );
+  }
   const summary = summarize(report.results);
   const fixable = report.results.some(
     (r) => r.status === 'failed' && (r.id === 'publication' || r.id === 'replica_identity'),

@@ -7,7 +7,23 @@ import { connectForChecks, formatLine, prettyBytes } from '../postgres/preflight
 import { probePublication, probeServer, probeTables } from '../postgres/preflight/probe.ts';
 import { selectTables, tableKey } from '../capture/selection.ts';
 import type { TableFacts } from '../postgres/preflight/rules.ts';
+import { probeXminScanCost, type XminScanCost } from '../postgres/preflight/xmin.ts';
 import { loadConfigForChecks } from './check.ts';
+
+/** `12 MiB, 100,000 rows`: what one xmin poll reads of a table (heap pages; TOAST on top). */
+function xminScanText(c: XminScanCost | undefined): string {
+  if (!c) return '?';
+  return `${prettyBytes(c.heapBytes)}, ${c.rows === null ? '? rows (never analyzed)' : `${c.rows.toLocaleString('en-US')} rows`}`;
+}
+
+function xminScanSummary(selected: readonly DiscoveredTable[]): string {
+  const bytes = selected.reduce((n, t) => n + (t.xminScan?.heapBytes ?? 0), 0);
+  const rows = selected.reduce((n, t) => n + (t.xminScan?.rows ?? 0), 0);
+  return (
+    `capture.method xmin: every poll reads the selected tables through their primary keys, about ${prettyBytes(bytes)} ` +
+    `(${rows.toLocaleString('en-US')} rows) per poll, however few rows changed (docs/xmin.md)`
+  );
+}
 
 export interface DiscoveredTable {
   /** As tables.include takes it: `sales."Order.Items"`. */
@@ -25,6 +41,8 @@ export interface DiscoveredTable {
   inPublication: boolean;
   /** Selected by the configuration (tables.include, or postgres.schemas, minus tables.exclude). */
   selected: boolean;
+  /** capture.method xmin: what one poll reads of the table (planner statistics). */
+  xminScan?: XminScanCost;
 }
 
 export interface Discovery {
@@ -36,6 +54,8 @@ export interface Discovery {
   notReadable: string[];
   /** The selected tables as tables.include takes them. */
   include: string;
+  /** capture.method: xmin adds each table's scan per poll. */
+  capture?: 'logical' | 'xmin';
 }
 
 /** The tables.include text for these tables: `public.orders, sales."Order.Items"`. */
@@ -55,6 +75,7 @@ export function alignedTable(header: readonly string[], rows: readonly (readonly
 }
 
 export function formatDiscovery(d: Discovery): string {
+  const xmin = d.capture === 'xmin';
   const rows = d.tables.map((t) => [
     t.name + (t.partitioned ? ' (partitioned)' : ''),
     t.primaryKey.length > 0 ? t.primaryKey.join(',') : '-',
@@ -63,6 +84,7 @@ export function formatDiscovery(d: Discovery): string {
     t.size ?? '?',
     d.publication ? (t.inPublication ? 'yes' : 'no') : '-',
     t.selected ? 'yes' : 'no',
+    ...(xmin ? [xminScanText(t.xminScan)] : []),
   ]);
   const pub = d.publication
     ? `publication ${d.publication.name}${d.publication.exists ? '' : ' (does not exist yet)'}`
@@ -72,7 +94,16 @@ export function formatDiscovery(d: Discovery): string {
     '',
     d.tables.length > 0
       ? alignedTable(
-          ['TABLE', 'PRIMARY KEY', 'REPLICA IDENTITY', 'ROWS (EST.)', 'SIZE', 'PUBLISHED', 'SELECTED'],
+          [
+            'TABLE',
+            'PRIMARY KEY',
+            'REPLICA IDENTITY',
+            'ROWS (EST.)',
+            'SIZE',
+            'PUBLISHED',
+            'SELECTED',
+            ...(xmin ? ['XMIN SCAN PER POLL (EST.)'] : []),
+          ],
           rows,
         )
       : `no table ${d.user} can read`,
@@ -84,6 +115,7 @@ export function formatDiscovery(d: Discovery): string {
     );
   }
   const selected = d.tables.filter((t) => t.selected).length;
+  if (xmin) out.push('', xminScanSummary(d.tables.filter((t) => t.selected)));
   out.push(
     '',
     selected > 0
@@ -146,6 +178,10 @@ export async function discoverCommand(c: DiscoverCommand): Promise<number> {
       inPublication: pub !== null && pub.exists && (pub.allTables || pub.tables.has(tableKey(t))),
       selected: selected.has(tableKey(t)),
     }));
+    if (config.capture.method === 'xmin') {
+      const costs = await probeXminScanCost(client, tables);
+      for (const t of tables) t.xminScan = costs.get(t.name);
+    }
     const chosen = tables.some((t) => t.selected) ? tables.filter((t) => t.selected) : tables;
     const d: Discovery = {
       database: role.database,
@@ -154,6 +190,7 @@ export async function discoverCommand(c: DiscoverCommand): Promise<number> {
       tables,
       notReadable: all.filter((t) => !(t.canSelect && t.schemaUsage)).map(formatTableRef),
       include: includeList(chosen),
+      capture: config.capture.method,
     };
     out.write(c.json ? `${JSON.stringify(d, null, 2)}\n` : formatDiscovery(d));
     return 0;

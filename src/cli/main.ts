@@ -131,7 +131,11 @@ export async function main(argv: string[]): Promise<number> {
       config.http.port > 0,
     ),
   });
-  const guard = new WalGuard(worker, log, { slot: config.slot.name, heartbeat: config.heartbeat });
+  // capture.method xmin has no slot: nothing holds WAL, and a heartbeat would only write some.
+  const guard =
+    config.capture.method === 'xmin'
+      ? null
+      : new WalGuard(worker, log, { slot: config.slot.name, heartbeat: config.heartbeat });
   const metrics = createMetrics(worker, guard);
   const liveness = new Liveness();
   let http: HttpServer | null = null;
@@ -149,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
       );
     }
   }
-  guard.start();
+  guard?.start();
   const progress = new ProgressReporter(worker, log);
   let stopping = false;
   const onSignal = (signal: string) => {
@@ -166,7 +170,7 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   const outcome = await worker.run();
   progress.stop();
-  guard.stop();
+  guard?.stop();
   liveness.stop();
   await http?.close();
   if (outcome.failure) {

@@ -46,12 +46,16 @@ import {
 
 import { probeWalLimits, walBudgetCheck, type WalBudgetSettings } from './preflight/wal-budget.ts';
 
+import { xminChecks } from './preflight/xmin.ts';
+
 export * from './preflight/result.ts';
 export { describeConnectError, type ConnectProblem } from './preflight/connect-errors.ts';
 export { displayUrl } from './preflight/services.ts';
 
 /** What the checks read from the configuration (PgcdcConfig satisfies it). */
 export interface PreflightConfig {
+  /** capture.method xmin checks only what polling needs (src/postgres/preflight/xmin.ts). */
+  capture?: { method: string; xmin: { pollIntervalMs: number } };
   postgres: PostgresSettings & { schemas: string[] };
   /** Connections go through this SSH tunnel when enabled, as the worker's do. */
   ssh?: SshSettings;
@@ -193,6 +197,10 @@ async function postgresChecks(
     );
     results.push(versionCheck(server));
     if (server.versionNum < 100000) return { results, fixes };
+    if (cfg.capture?.method === 'xmin') {
+      const xmin = { ...settings, pollIntervalMs: cfg.capture.xmin.pollIntervalMs };
+      return { results: [...results, ...(await xminChecks(client, server, role, xmin))], fixes };
+    }
     results.push(
       walLevelCheck(server.walLevel, server.platform),
       primaryCheck(server.inRecovery, server.versionNum),

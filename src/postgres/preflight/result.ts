@@ -25,7 +25,9 @@ export type CheckId =
   | 'publication_filters'
   | 'failover'
   | 'kafka'
-  | 'schema_registry';
+  | 'schema_registry'
+  | 'capture_method'
+  | 'primary_key';
 
 /** The label printed for each check (second column). */
 export const LABELS: Record<CheckId, string> = {
@@ -50,6 +52,8 @@ export const LABELS: Record<CheckId, string> = {
   failover: 'failover',
   kafka: 'kafka',
   schema_registry: 'schema registry',
+  capture_method: 'capture method',
+  primary_key: 'primary key',
 };
 
 export interface CheckResult {
