@@ -19,9 +19,12 @@ export interface ReleaseOutcome {
   slotError: string | null;
 }
 
-const STEP_TIMEOUT_MS = 30_000;
+/** Kafka: seconds when it is up; when it is down, kafkajs's own retries would take a minute. */
+const KAFKA_TIMEOUT_MS = 10_000;
+/** dropSlot waits up to 10 s for our walsender to go away. */
+const SLOT_TIMEOUT_MS = 30_000;
 
-function within<T>(what: string, p: Promise<T>, ms = STEP_TIMEOUT_MS): Promise<T> {
+function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms);
@@ -41,8 +44,11 @@ export async function releaseSlot(
       connector: config.name,
       slot: config.slot.name,
     });
-    await within('connecting to Kafka', connectKafka(producer, config.kafka));
-    await within('writing the offset tombstone', store.reset(producer));
+    const forget = async () => {
+      await connectKafka(producer, config.kafka);
+      await store.reset(producer);
+    };
+    await within('forgetting the offset in Kafka', forget(), KAFKA_TIMEOUT_MS);
   } catch (err) {
     out.offsetError = causeChain(err);
   } finally {
@@ -54,7 +60,7 @@ export async function releaseSlot(
     return out;
   }
   try {
-    await within('dropping the slot', dropSlot(opened.client, config.slot.name));
+    await within('dropping the slot', dropSlot(opened.client, config.slot.name), SLOT_TIMEOUT_MS);
   } catch (err) {
     out.slotError = causeChain(err);
   } finally {

@@ -12,8 +12,8 @@
 //   critical (one log line when a level is crossed, again every few minutes while it lasts, and
 //   pgcdc_slot_wal_budget_state for alerts); walCriticalAction=stop then has the worker stop the
 //   connector and release the slot, trading the position for the server's disk.
-// While the connector cannot start (RECONNECTING: Kafka or the registry is down, the likeliest
-// reason WAL piles up) the poll uses a short connection of its own, so the budget still holds.
+// While the connector is not up (STARTING, RECONNECTING: Kafka or the registry is down, the
+// likeliest reason WAL piles up) the poll uses a short connection of its own, so the budget holds.
 import type pg from 'pg';
 import { HEARTBEAT_PREFIX } from '../pipeline/messages.ts';
 import { connectForChecks, prettyBytes } from '../postgres/preflight.ts';
@@ -179,7 +179,9 @@ export class WalGuard {
   async poll(): Promise<SlotHealth | null> {
     if (this.#polling) return this.last;
     const client = this.#client();
-    if (!client && this.#worker.state !== 'RECONNECTING') return this.last;
+    // Starting or reconnecting: a start can hang for a minute on an unreachable Kafka while the slot holds WAL.
+    const state = this.#worker.state;
+    if (!client && state !== 'RECONNECTING' && state !== 'STARTING') return this.last;
     this.#polling = true;
     try {
       const health = client ? await this.#read(client) : await this.#readAlone();
