@@ -10,6 +10,10 @@ import { exited, freePort, killWorkers, spawnWorker, type WorkerProcess } from '
 import { dropTestSlots, eventually, uniqueName, workerEnv } from '../support/pipeline.ts';
 import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
 
+/** The exit code, or 'still running' after `ms` (a worker that should have stopped and did not). */
+const exitedWithin = (child: Parameters<typeof exited>[0], ms = 90_000): Promise<number | null | string> =>
+  Promise.race([exited(child), new Promise<string>((r) => setTimeout(() => r('still running'), ms).unref())]);
+
 const majors = (process.env.PGCDC_PG_IDLE_TIMEOUT ?? '18')
   .split(',')
   .map(Number)
@@ -60,7 +64,7 @@ describe('idle_replication_slot_timeout', () => {
         (await status(port))?.phase === 'STREAMING' ? true : undefined,
       );
       first.child.kill('SIGTERM');
-      assert.equal(await exited(first.child), 0, first.output());
+      assert.equal(await exitedWithin(first.child), 0, first.output());
 
       await pgs.reload(['idle_replication_slot_timeout = 1s']);
       await eventually(`slot ${slot} invalidated as idle`, async () => {
@@ -75,7 +79,7 @@ describe('idle_replication_slot_timeout', () => {
       await pgs.reload(['idle_replication_slot_timeout = 0']);
 
       const refused = spawnWorker(env({ PGCDC_HTTP_PORT: '0' }));
-      assert.equal(await exited(refused.child), 2, refused.output());
+      assert.equal(await exitedWithin(refused.child), 2, refused.output());
       const slotLine = lines(refused, new RegExp(`slot ${slot} was invalidated`));
       assert.equal(slotLine.length, 1, refused.output());
       assert.match(slotLine[0]!, /invalidation_reason = idle_timeout/);
@@ -96,7 +100,7 @@ describe('idle_replication_slot_timeout', () => {
       );
       assert.equal((await status(port2))?.snapshot?.state, 'completed');
       again.child.kill('SIGTERM');
-      assert.equal(await exited(again.child), 0, again.output().slice(-3000));
+      assert.equal(await exitedWithin(again.child), 0, again.output().slice(-3000));
     });
   }
 });
