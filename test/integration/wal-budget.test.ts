@@ -204,6 +204,11 @@ describe('WAL budget', () => {
       assert.equal(slotLine.length, 1, refused.output());
       if (major >= 17) assert.match(slotLine[0]!, /invalidation_reason = wal_removed/);
       assert.match(refused.output(), /snapshot\.mode=when_needed/);
+      // The check beside it: the default critical level cannot act below the server's limit.
+      assert.match(
+        refused.output(),
+        /wal budget +heartbeat\.walCriticalBytes \(10 GiB\) is not below the server's max_slot_wal_keep_size \(1 MiB\)/,
+      );
 
       await pgs.query(`INSERT INTO ${table} VALUES (3)`);
       const port2 = await freePort();
