@@ -262,6 +262,8 @@ export class WalGuard {
         );
       }
     } else {
+      // Released (the slot is gone) or back under: a restarted connector may be released again.
+      this.#released = false;
       const level = overCritical ? 'critical' : this.warning ? 'warning' : 'ok';
       const rank = { ok: 0, warning: 1, critical: 2 } as const;
       const prev: WalBudgetState = this.#lastLevel;
