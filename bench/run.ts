@@ -34,13 +34,16 @@ import type { Context } from './scenarios/common.ts';
 import { latencyRun } from './scenarios/latency.ts';
 import { snapshotRun } from './scenarios/snapshot.ts';
 import { DRAIN_LIMIT_S, KEEP_PACE, streamRun, type StepResult } from './scenarios/stream.ts';
+import { tablesRun } from './scenarios/tables.ts';
 
-const SCENARIOS = ['snapshot', 'stream', 'latency', 'bigtx'] as const;
+const SCENARIOS = ['snapshot', 'stream', 'latency', 'bigtx', 'tables'] as const;
+/** Scenarios that read the N-row table and are compared with the baselines. */
+const ON_BASE_TABLE: ReadonlyArray<Scenario> = ['snapshot', 'stream', 'latency', 'bigtx'];
 type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE = `npm run bench -- [options]
   --rows N              rows of the initial load and of the large transaction (default 1000000)
-  --scenario S          snapshot, stream, latency, bigtx, all, or a comma list (default all)
+  --scenario S          snapshot, stream, latency, bigtx, tables, all, or a comma list (default all)
   --repeat K            repetitions (default 3 up to 1,000,000 rows, else 1)
   --out DIR             where the .json and .md go (default bench/results)
   --batch-size B        snapshot.batchSize of the worker (default 10000, pgcdc's default)
@@ -51,6 +54,7 @@ const USAGE = `npm run bench -- [options]
   --clients C           pgbench connections (default 8)
   --backlog-changes M   changes written while the worker is stopped, then drained (default 300000)
   --profile             also run the snapshot once under node --cpu-prof and digest the profile
+  --tables LIST         table counts of the tables scenario, 10 rows each (default 100,1000)
   --keep-topics         keep the benchmark topics (deleted by default)
   --delivery M          the worker's delivery.mode: at-least-once (default) or exactly-once
   --transaction-ms T    the worker's delivery.transactionMs (exactly-once; default pgcdc's)
@@ -86,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
       'backlog-changes': { type: 'string' },
       profile: { type: 'boolean' },
       'keep-topics': { type: 'boolean' },
+      tables: { type: 'string' },
       delivery: { type: 'string' },
       'transaction-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -114,6 +119,9 @@ async function main(argv: string[]): Promise<number> {
   const outDir = path.resolve(values.out ?? path.join(ROOT, 'bench/results'));
   fs.mkdirSync(outDir, { recursive: true });
   const batchSize = int(values['batch-size'], 10_000);
+  const tableCounts = (values.tables ?? '100,1000').split(',').map((n) => int(n, 0));
+  // The tables scenario alone needs neither the N-row table nor the baselines measured on it.
+  const onBaseTable = scenarios.some((s) => ON_BASE_TABLE.includes(s));
 
   silenceKafkajsTimeoutWarning();
   note('local stack: starting or reusing (deploy/local/stack.ts)');
@@ -186,25 +194,44 @@ async function main(argv: string[]): Promise<number> {
   };
 
   try {
-    note(`base table ${ctx.table}: ${rows.toLocaleString('en-US')} rows`);
-    await createTable(db, ctx.table);
-    await fillTable(db, ctx.table, 1, rows);
-    await db.query(`VACUUM ANALYZE ${ctx.table}`);
-    const size = await tableBytes(db, ctx.table);
+    if (onBaseTable) {
+      note(`base table ${ctx.table}: ${rows.toLocaleString('en-US')} rows`);
+      await createTable(db, ctx.table);
+      await fillTable(db, ctx.table, 1, rows);
+      await db.query(`VACUUM ANALYZE ${ctx.table}`);
+    }
+    const size = onBaseTable ? await tableBytes(db, ctx.table) : { heap: NaN, total: NaN };
     const dataSize = { tableBytes: size.heap, totalRelationBytes: size.total };
 
     for (let r = 1; r <= repeat; r++) {
-      note(`repetition ${r}/${repeat}: baselines`);
-      const copy = await copyBaseline(ctx.table, rows);
-      const enc = await readAndEncodeBaseline(ctx.table, batchSize);
-      const kb = await kafkaBaseline(`${uniqueName('bench_raw')}`, rows, enc.avgKeyBytes, enc.avgValueBytes);
-      runs.baselines!.push({ ...copy, ...enc.metrics, ...kb, tableMiB: size.heap / 2 ** 20 });
-      note(`baselines: ${JSON.stringify(runs.baselines!.at(-1))}`);
+      if (onBaseTable) {
+        note(`repetition ${r}/${repeat}: baselines`);
+        const copy = await copyBaseline(ctx.table, rows);
+        const enc = await readAndEncodeBaseline(ctx.table, batchSize);
+        const kb = await kafkaBaseline(
+          `${uniqueName('bench_raw')}`,
+          rows,
+          enc.avgKeyBytes,
+          enc.avgValueBytes,
+        );
+        runs.baselines!.push({ ...copy, ...enc.metrics, ...kb, tableMiB: size.heap / 2 ** 20 });
+        note(`baselines: ${JSON.stringify(runs.baselines!.at(-1))}`);
+      }
       for (const s of scenarios) {
         note(`repetition ${r}/${repeat}: ${s}`);
         if (s === 'snapshot') runs.snapshot!.push((await retried(s, () => snapshotRun(ctx))).metrics);
         if (s === 'bigtx') runs.bigtx!.push(await retried(s, () => bigtxRun(ctx)));
         if (s === 'latency') runs.latency!.push(await retried(s, () => latencyRun(ctx)));
+        if (s === 'tables') {
+          // One metrics record per repetition: each table count's figures under its own names.
+          const m: Metrics = {};
+          for (const n of tableCounts) {
+            const one = await retried(`${s} ${n}`, () => tablesRun(ctx, n));
+            note(`tables ${n}: ${JSON.stringify(one)}`);
+            for (const [k, x] of Object.entries(one)) m[`${k}At${n}`] = x;
+          }
+          runs.tables!.push(m);
+        }
         if (s === 'stream') {
           const res = await retried(s, () => streamRun(ctx));
           runs.stream!.push(res.metrics);
@@ -229,7 +256,7 @@ async function main(argv: string[]): Promise<number> {
 
     const summary: Record<string, Record<string, Summary>> = {};
     for (const [k, list] of Object.entries(runs)) summary[k] = summarizeRuns(list);
-    const table = buildRows(rowSpecs(summary, cores, profile?.digest), summary);
+    const table = buildRows(rowSpecs(summary, cores, profile?.digest, tableCounts), summary);
     const result: BenchResult = {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
@@ -248,6 +275,7 @@ async function main(argv: string[]): Promise<number> {
           keepPace: KEEP_PACE,
         },
         latency: ctx.latency,
+        tables: { counts: tableCounts, rowsPerTable: 10 },
         dataSize,
         bytesNote:
           'MiB/s of the initial load = bytes of the topic log segments on the broker (records + batch headers) / seconds; ' +
@@ -298,6 +326,7 @@ export function rowSpecs(
   sums: Record<string, Record<string, Summary>>,
   cores: number,
   profile: ProfileDigest | undefined,
+  tableCounts: ReadonlyArray<number> = [],
 ): RowSpec[] {
   const m = (from: string, k: string) => sums[from]?.[k]?.median;
   const bound = (from: string) =>
@@ -465,6 +494,39 @@ export function rowSpecs(
       from: 'bigtx',
       metric: 'drainSeconds',
     },
+    ...tableCounts.flatMap((n): RowSpec[] => [
+      {
+        scenario: 'Many tables',
+        figure: `${n.toLocaleString('en-US')} tables × 10 rows: start → streaming`,
+        unit: 's',
+        from: 'tables',
+        metric: `secondsAt${n}`,
+        bottleneck: sums.tables
+          ? `worker ${((m('tables', `workerCpuUtilAt${n}`) ?? NaN) * 100).toFixed(0)} %`
+          : undefined,
+      },
+      {
+        scenario: 'Many tables',
+        figure: `${n} tables: per table`,
+        unit: 'ms',
+        from: 'tables',
+        metric: `perTableMsAt${n}`,
+      },
+      {
+        scenario: 'Many tables',
+        figure: `${n} tables: worker CPU`,
+        unit: 's',
+        from: 'tables',
+        metric: `cpuSecondsAt${n}`,
+      },
+      {
+        scenario: 'Many tables',
+        figure: `${n} tables: a table created while streaming, insert → first record`,
+        unit: 'ms',
+        from: 'tables',
+        metric: `lateTableMsAt${n}`,
+      },
+    ]),
     {
       scenario: 'Large transaction',
       figure: 'worker peak RSS after the N-row tx',

@@ -23,7 +23,7 @@ import { UserError } from '../errors.ts';
 import type { OutRecord } from '../kafka/batcher.ts';
 import type { Topics } from '../kafka/topics.ts';
 import type { TypeCatalog } from '../postgres/types.ts';
-import { IncompatibleSchemaError, confluentFrame, type Registry } from '../registry/registry.ts';
+import { FrameWriter, IncompatibleSchemaError, type Registry } from '../registry/registry.ts';
 import { messageTopic, transactionTopic } from './messages.ts';
 import type { PipelineSettings } from './settings.ts';
 import type { TransactionBlock } from './tx-metadata.ts';
@@ -42,6 +42,15 @@ interface Prepared {
  */
 export const TOPIC_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
+const TABLE_TOPIC_CONFIG = [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }];
+/** Relations prepared at once by prepare(): registry round trips in flight. */
+const PREPARE_CONCURRENCY = 8;
+
+/** Everything of a relation that its schemas and topic derive from. */
+function shapeKey(r: Relation): string {
+  return JSON.stringify(r);
+}
+
 export const topicFor = (prefix: string, r: { schema: string; table: string }): string =>
   `${prefix}.${r.schema}.${r.table}`;
 
@@ -52,6 +61,10 @@ export class Encoder {
   #types: TypeCatalog;
   #database: string;
   #prepared = new WeakMap<Relation, Promise<Prepared>>();
+  #ready = new WeakMap<Relation, Prepared>();
+  #frames = new FrameWriter();
+  /** Prepared by prepare() before their first event, by shape (shapeKey). */
+  #ahead = new Map<string, Promise<Prepared>>();
   /** Columns whose unchanged-TOAST values had to be emitted as null (type cannot hold the placeholder). */
   readonly toastNulls = new Map<string, number>();
 
@@ -73,17 +86,18 @@ export class Encoder {
   #fixed = new Map<string, Promise<{ keyId: number; valueId: number }>>();
 
   async records(event: ChangeEvent, transaction?: TransactionBlock): Promise<OutRecord[]> {
-    const p = await this.#prepare(event.relation);
+    // Prepared relations are looked up without an await (a microtask per event otherwise).
+    const p = this.#ready.get(event.relation) ?? (await this.#prepare(event.relation));
     const row = event.after ?? event.before;
     const key =
       event.op === 't' || p.keyId === null || !p.compiled.keyType || !row
         ? null
         : toAvroKey(event.relation, row, p.compiled);
-    const keyBytes =
-      key && p.keyId !== null ? confluentFrame(p.keyId, p.compiled.keyType!.toBuffer(key)) : null;
-    const value = confluentFrame(
+    const keyBytes = key && p.keyId !== null ? this.#frames.frame(p.keyId, p.compiled.keyType!, key) : null;
+    const value = this.#frames.frame(
       p.valueId,
-      p.compiled.valueType.toBuffer(envelopeValue(event, p.compiled, { transaction: transaction ?? null })),
+      p.compiled.valueType,
+      envelopeValue(event, p.compiled, { transaction: transaction ?? null }),
     );
     const record: OutRecord = { topic: p.topic, key: keyBytes, value };
     // Debezium's primary-key change headers: the delete names the new key, the create the old one.
@@ -103,8 +117,8 @@ export class Encoder {
     const value = messageValue(m, { name: this.#s.topics.prefix, database: this.#database });
     return {
       topic,
-      key: confluentFrame(ids.keyId, messageKeyType.toBuffer({ prefix: m.prefix })),
-      value: confluentFrame(ids.valueId, messageValueType.toBuffer(value)),
+      key: this.#frames.frame(ids.keyId, messageKeyType, { prefix: m.prefix }),
+      value: this.#frames.frame(ids.valueId, messageValueType, value),
     };
   }
 
@@ -114,8 +128,8 @@ export class Encoder {
     const ids = await this.#fixedIds(topic, TRANSACTION_KEY_SCHEMA, TRANSACTION_VALUE_SCHEMA);
     return {
       topic,
-      key: confluentFrame(ids.keyId, transactionKeyType.toBuffer({ id: t.id })),
-      value: confluentFrame(ids.valueId, transactionValueType.toBuffer(transactionValue(t))),
+      key: this.#frames.frame(ids.keyId, transactionKeyType, { id: t.id }),
+      value: this.#frames.frame(ids.valueId, transactionValueType, transactionValue(t)),
     };
   }
 
@@ -137,8 +151,15 @@ export class Encoder {
   #prepare(relation: Relation): Promise<Prepared> {
     let p = this.#prepared.get(relation);
     if (!p) {
-      p = this.#build(relation);
-      p.catch(() => this.#prepared.delete(relation));
+      // prepare() may have read an equal relation (another object) ahead of this one: taken once,
+      // so a relation that arrives again later is built again (column defaults read afresh).
+      const shape = this.#ahead.size > 0 ? shapeKey(relation) : '';
+      p = this.#ahead.get(shape) ?? this.#build(relation);
+      this.#ahead.delete(shape);
+      p.then(
+        (ready) => this.#ready.set(relation, ready),
+        () => this.#prepared.delete(relation),
+      );
       this.#prepared.set(relation, p);
     }
     return p;
@@ -159,13 +180,54 @@ export class Encoder {
       },
     });
     const topic = topicFor(s.topics.prefix, relation);
-    await this.#topics.ensure(topic, [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }]);
-    // Key first, then value, one at a time: a refused change names the first subject it breaks.
-    const keyId = compiled.schemas.key
-      ? await this.#register(relation, `${topic}-key`, compiled.schemas.key, 'key')
-      : null;
-    const valueId = await this.#register(relation, `${topic}-value`, compiled.schemas.value, 'value');
+    await this.#topics.ensure(topic, TABLE_TOPIC_CONFIG);
+    // Both subjects at once (one registry round trip per table, not two); a refused change still
+    // names the key subject first when both are refused.
+    const key = compiled.schemas.key
+      ? this.#register(relation, `${topic}-key`, compiled.schemas.key, 'key')
+      : Promise.resolve(null);
+    const value = this.#register(relation, `${topic}-value`, compiled.schemas.value, 'value');
+    value.catch(() => undefined); // awaited below, after the key
+    const keyId = await key;
+    const valueId = await value;
     return { compiled, topic, keyId, valueId };
+  }
+
+  /**
+   * Creates the topics of `tables` in bulk, before their first rows: the initial load of many
+   * tables then costs no CreateTopics round trip (and no wait for leaders) per table. Optional:
+   * records() creates a missing topic itself, as it does for tables that appear later.
+   */
+  async prepareTables(tables: ReadonlyArray<{ schema: string; table: string }>): Promise<void> {
+    await this.#topics.ensureAll(
+      tables.map((t) => topicFor(this.#s.topics.prefix, t)),
+      TABLE_TOPIC_CONFIG,
+    );
+  }
+
+  /**
+   * Prepares `relations` ahead of their first event: topics in bulk, then their schemas registered
+   * a few at a time. Optional, as prepareTables; the first failure is thrown.
+   */
+  async prepare(relations: ReadonlyArray<Relation>): Promise<void> {
+    await this.prepareTables(relations);
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < relations.length) {
+        const relation = relations[next++]!;
+        if (this.#prepared.has(relation)) continue;
+        const p = this.#build(relation);
+        this.#prepared.set(relation, p);
+        this.#ahead.set(shapeKey(relation), p);
+        const ready = await p.catch((err: unknown) => {
+          this.#prepared.delete(relation);
+          this.#ahead.delete(shapeKey(relation));
+          throw err;
+        });
+        this.#ready.set(relation, ready);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PREPARE_CONCURRENCY, relations.length) }, lane));
   }
 
   /**

@@ -40,10 +40,9 @@ export function kafkaSink(
       await producer.sendBatch({
         acks: -1,
         compression,
-        topicMessages: [...batch].map(([topic, records]) => ({
-          topic,
-          messages: records.map((r) => ({ key: r.key, value: r.value, headers: r.headers })),
-        })),
+        // An OutRecord is a kafkajs message already (key, value, headers; kafkajs ignores `topic`):
+        // no second object per record.
+        topicMessages: [...batch].map(([topic, messages]) => ({ topic, messages })),
       });
     },
     {

@@ -39,7 +39,7 @@ interface BenchJson {
   profile?: { digest: { totalMs: number; top: unknown[] } };
 }
 
-const SCENARIOS = ['baselines', 'snapshot', 'stream', 'latency', 'bigtx'];
+const SCENARIOS = ['baselines', 'snapshot', 'stream', 'latency', 'bigtx', 'tables'];
 
 /** Amounts of work done and resources used: more than nothing on any machine, however slow. */
 const POSITIVE: Record<string, string[]> = {
@@ -48,6 +48,7 @@ const POSITIVE: Record<string, string[]> = {
   stream: ['backlogChanges', 'peakRssMiB', 'catchUpPeakRssMiB'],
   latency: ['samples', 'recordsInTopic', 'peakRssMiB'],
   bigtx: ['peakRssMiB', 'peakRssSmallTxMiB', 'pgDecodeMessages', 'cpuSeconds'],
+  tables: ['recordsAt3', 'cpuSecondsAt3'],
 };
 
 /** Rates and durations: measured (a finite number, not negative), whatever their size. */
@@ -64,6 +65,7 @@ const MEASURED: Record<string, string[]> = {
   ],
   latency: ['changesPerSec', 'appendP50Ms', 'appendP99Ms', 'visibleP50Ms', 'visibleP99Ms'],
   bigtx: ['drainSeconds', 'rowsPerSecAfterCommit', 'pgDecodeRowsPerSec', 'totalSeconds'],
+  tables: ['secondsAt3', 'perTableMsAt3', 'lateTableMsAt3'],
 };
 
 function assertWellFormed(result: BenchJson, offeredRates: number[]): void {
@@ -116,7 +118,7 @@ function assertWellFormed(result: BenchJson, offeredRates: number[]): void {
     Math.max(...steps.map((s) => s.producedChangesPerSec)),
   );
 
-  for (const s of ['Initial load', 'Streaming', 'Latency', 'Large transaction']) {
+  for (const s of ['Initial load', 'Streaming', 'Latency', 'Large transaction', 'Many tables']) {
     assert.ok(
       result.table.some((r) => r.scenario.startsWith(s)),
       `the table has a row of ${s}: ${result.table.map((r) => r.scenario).join(', ')}`,
@@ -147,6 +149,7 @@ test(
         '--latency-seconds=2',
         '--clients=2',
         '--backlog-changes=3000',
+        '--tables=3',
         '--profile',
         `--out=${out}`,
       ];
