@@ -365,6 +365,12 @@ function crossFieldChecks(r: Map<string, unknown>, problems: string[]): void {
     );
   }
 
+  if (r.get('capture.method') === 'xmin' && r.get('delivery.mode') === 'exactly-once') {
+    problems.push(
+      'delivery.mode: exactly-once cannot be combined with capture.method xmin (a poll reads a row again whenever its transaction was still running at the last poll, so no change is delivered exactly once); use delivery.mode at-least-once',
+    );
+  }
+
   if (has('registry.username')) need('registry.password', 'registry.username is set');
   if (has('registry.password')) need('registry.username', 'registry.password is set');
   if (has('registry.token') && (has('registry.username') || has('registry.password'))) {

@@ -297,7 +297,9 @@ function xminEvent(
     commitLsn: 0n,
     commitTimeMicros: readAtMicros,
     seq,
-    snapshot: 'true',
+    // Debezium's marker for a read of a row's current state outside the initial snapshot (its
+    // incremental snapshots): a record that may repeat, not a change decoded from the WAL.
+    snapshot: 'incremental',
     xmin: xid8,
   };
 }

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/worker/log.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
 import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
+import { capturingLogger } from '../support/log-capture.ts';
 import { exited, spawnWorker } from '../support/cli.ts';
 import {
   eventually,
@@ -103,6 +104,7 @@ describe('capture.method xmin', () => {
     for (const r of records) {
       assert.ok(r.value, 'no tombstones');
       assert.equal(r.value.op, 'r');
+      assert.equal(r.value.source.snapshot, 'incremental');
       assert.equal(r.value.before, null);
       assert.equal(r.value.source.lsn, null, 'no LSN');
       assert.equal(typeof r.value.source.xmin, 'bigint', 'source.xmin: the row version xid8');
@@ -177,6 +179,58 @@ describe('capture.method xmin', () => {
       assert.ok(ch.rows <= 1000, `chunk of ${ch.rows} rows`);
       assert.ok(ch.bytes < chunkBytes + rowBytes, `chunk of ${ch.bytes} bytes`);
     }
+  });
+
+  test('a stored cursor the server is behind is announced in one line and the table read again', async () => {
+    const name = uniqueName('xmrs');
+    const table = `${name}_t`;
+    await db.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    await db.query(`INSERT INTO ${table} SELECT g, 'v' FROM generate_series(1, 50) g`);
+    // A cursor from another server (or a backup restored behind it): far ahead of this one.
+    const store = new OffsetStore(kafka(), `${name}-offsets`, {
+      connector: name,
+      slot: defaultSlotName(name),
+    });
+    const admin = kafka().admin();
+    const producer = kafka().producer();
+    await admin.connect();
+    await producer.connect();
+    try {
+      await admin.createTopics({
+        topics: [{ topic: `${name}-offsets`, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
+        waitForLeaders: true,
+      });
+      const r = store.record({
+        lsn: '0/0',
+        xmin: { [`public.${table}`]: { from: String(1n << 60n) } },
+        ts_ms: 0,
+      });
+      await producer.send({ topic: r.topic, acks: -1, messages: [{ key: r.key, value: r.value }] });
+    } finally {
+      await producer.disconnect();
+      await admin.disconnect();
+    }
+    const { log, lines } = capturingLogger(name);
+    const c = new Connector(workerConfig(name, { ...XMIN, PGCDC_TABLES_INCLUDE: `public.${table}` }), log);
+    const running = c.run();
+    running.catch(() => undefined);
+    try {
+      await eventually('every row, read again', async () => {
+        const r = await reader.read(`${name}.public.${table}`);
+        return new Set(ids(r)).size === 50 ? true : undefined;
+      });
+    } finally {
+      await c.stop();
+      await running;
+    }
+    const resync = lines()
+      .split('\n')
+      .filter((l) => l.includes('cannot be trusted'));
+    assert.equal(resync.length, 1, lines());
+    assert.match(
+      resync[0]!,
+      /ahead of the server's next transaction id .*reading the whole table again \(resync\)/,
+    );
   });
 
   test('a worker killed mid-table resumes after its last acknowledged chunk, losing no row', async () => {

@@ -12,6 +12,7 @@ import {
   xminCondition,
   xminRange,
 } from '../../src/capture/xmin.ts';
+import { loadConfig } from '../../src/config/load.ts';
 
 const E = XID_EPOCH;
 
@@ -109,5 +110,39 @@ describe('xmin cursor', () => {
   test('a cursor on a special xid starts at the first normal one', () => {
     const r = xminRange(2n * E, 2n * E + 50n)!;
     assert.deepEqual(r, { lo: 3n, hi: 50n, wraps: false });
+  });
+});
+
+describe('capture settings', () => {
+  const env = {
+    PGCDC_NAME: 'c',
+    PGCDC_POSTGRES_HOST: 'db',
+    PGCDC_POSTGRES_DATABASE: 'app',
+    PGCDC_POSTGRES_USER: 'u',
+    PGCDC_KAFKA_BROKERS: 'k:9092',
+    PGCDC_REGISTRY_URL: 'http://r',
+  };
+
+  test('logical by default; xmin with its poll interval and chunk bounds', () => {
+    assert.equal(loadConfig({ env }).capture.method, 'logical');
+    const cfg = loadConfig({
+      env: { ...env, PGCDC_CAPTURE_METHOD: 'xmin' },
+      args: ['--capture.xmin.chunkBytes=1MiB', '--capture.xmin.pollIntervalMs=500'],
+    });
+    assert.deepEqual(cfg.capture, {
+      method: 'xmin',
+      xmin: { pollIntervalMs: 500, chunkRows: 10_000, chunkBytes: 1024 * 1024 },
+    });
+  });
+
+  test('xmin with exactly-once delivery is refused in one line', () => {
+    assert.throws(
+      () =>
+        loadConfig({ env: { ...env, PGCDC_CAPTURE_METHOD: 'xmin', PGCDC_DELIVERY_MODE: 'exactly-once' } }),
+      (err: Error & { problems?: string[] }) =>
+        err.problems?.length === 1 &&
+        /^delivery\.mode: exactly-once cannot be combined with capture\.method xmin/.test(err.problems[0]!),
+    );
+    assert.throws(() => loadConfig({ env: { ...env, PGCDC_CAPTURE_METHOD: 'cdc' } }), /capture\.method/);
   });
 });
