@@ -268,8 +268,12 @@ export class ChunkedLoad {
         await this.failpoint?.('chunk-read', name);
         const done = Promise.withResolvers<boolean>();
         this.#pending.set(id, { id, table: name, relation, chunk, done });
+        // Transactional, so the commit flushes it (a non-transactional message waits for the WAL
+        // writer, up to wal_writer_delay, before the walsender may send it): the chunk is emitted
+        // at this transaction's commit in the stream, after every change its snapshot missed.
+        await client.query(`SET LOCAL synchronous_commit = on`);
         await client.query(
-          `SELECT pg_logical_emit_message(false, ${literal(WATERMARK_PREFIX)}, ${literal(`${this.#run}:${id}:high`)})`,
+          `SELECT pg_logical_emit_message(true, ${literal(WATERMARK_PREFIX)}, ${literal(`${this.#run}:${id}:high`)})`,
         );
         await client.query('COMMIT');
         if (this.#halted) return;

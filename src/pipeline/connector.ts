@@ -347,8 +347,8 @@ export class Connector {
       resumingExported
     )
       return false;
-    const { rows } = await this.#query!.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
-    if (rows[0]?.r) {
+    const { rows } = await this.#query!.query<{ r: string }>('SELECT pg_is_in_recovery()::text AS r');
+    if (rows[0]?.r === 'true') {
       this.#log.info('the server is a standby, where watermarks cannot be written: the snapshot is exported');
       return false;
     }
@@ -426,15 +426,13 @@ export class Connector {
         }
         case 'message': {
           const action = messageAction(msg, s.topics);
+          const tx = transactions.message(msg);
           if (action === 'watermark') {
             // A chunk boundary of the chunked load (this run's, or another connector's: ignored).
-            if (!msg.transactional) {
-              await chunked?.watermark(msg, msg.lsn);
-              idleUpTo(msg.lsn);
-            }
+            if (msg.transactional && !tx?.skip) await chunked?.watermark(msg, msg.lsn);
+            else idleUpTo(msg.lsn);
             return;
           }
-          const tx = transactions.message(msg);
           // pgcdc's heartbeat is a position, never an event (src/pipeline/messages.ts).
           if (action === 'heartbeat' && !msg.transactional) idleUpTo(msg.lsn);
           if (action !== 'publish' || tx?.skip) return;
