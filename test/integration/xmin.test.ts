@@ -10,6 +10,8 @@ import { Kafka, logLevel } from 'kafkajs';
 import { Connector } from '../../src/pipeline/connector.ts';
 import { OffsetStore, type OffsetRecord } from '../../src/kafka/offsets.ts';
 import { runPreflight } from '../../src/postgres/preflight.ts';
+import { checkCommand } from '../../src/cli/check.ts';
+import { discoverCommand } from '../../src/cli/discover.ts';
 import { formatLine } from '../../src/postgres/preflight/result.ts';
 import { createLogger } from '../../src/worker/log.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
@@ -28,6 +30,8 @@ import {
   type DecodedRecord,
 } from '../support/pipeline.ts';
 
+/** 16 by default: CI installs its binaries for the standby-decoding test already; 14 and 15 work too. */
+const STANDBY_MAJOR = Number(process.env.PGCDC_PG_XMIN_STANDBY ?? '16');
 const XMIN = { PGCDC_CAPTURE_METHOD: 'xmin', PGCDC_CAPTURE_XMIN_POLL_INTERVAL_MS: '300' };
 
 function kafka(): Kafka {
@@ -131,6 +135,42 @@ describe('capture.method xmin', () => {
       const res = await fetch(`${registry}/subjects/${encodeURIComponent(subject)}/versions`);
       assert.deepEqual(await res.json(), [1], `${subject}: one schema for xmin and CDC`);
     }
+  });
+
+  test('check asks only what xmin needs and states the trade-offs; discover estimates each scan', async () => {
+    const name = uniqueName('xmck');
+    const keyed = `${name}_k`;
+    const keyless = `${name}_nokey`;
+    await db.query(`CREATE TABLE ${keyed} (id int PRIMARY KEY, v text)`);
+    await db.query(`INSERT INTO ${keyed} SELECT g, 'v' FROM generate_series(1, 2000) g`);
+    await db.query(`ANALYZE ${keyed}`);
+    await db.query(`CREATE TABLE ${keyless} (v text)`);
+    const env = workerEnv(name, { ...XMIN, PGCDC_TABLES_INCLUDE: `public.${keyed}, public.${keyless}` });
+    let text = '';
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        text += chunk.toString();
+        cb();
+      },
+    });
+    const code = await checkCommand({ env, args: [], fix: false, json: false, out });
+    assert.equal(code, 2, text);
+    assert.match(text, /^failed +primary key +public\.\S+_nokey has no primary key; .*fix: add one/m);
+    assert.match(text, /^ok +capture method +capture\.method xmin/m);
+    assert.doesNotMatch(
+      text,
+      /^\w+ +(wal_level|replication privilege|publication|replica identity|wal senders) /m,
+    );
+    assert.match(text, /deletes are not captured/);
+
+    text = '';
+    assert.equal(await discoverCommand({ env, args: [], json: true, out }), 0);
+    const d = JSON.parse(text) as {
+      tables: Array<{ table: string; xminScan?: { heapBytes: number; rows: number } }>;
+    };
+    const scan = d.tables.find((t) => t.table === keyed)?.xminScan;
+    assert.equal(scan?.rows, 2000);
+    assert.ok(scan.heapBytes > 0);
   });
 
   test('a large table is read in chunks within capture.xmin.chunkRows and chunkBytes', async () => {
@@ -285,8 +325,8 @@ describe('capture.method xmin', () => {
     );
   });
 
-  test('a standby of a server without logical decoding: checked and read', async () => {
-    const primary = await startMatrixServer(16, { settings: ['wal_level = replica'] });
+  test(`a PostgreSQL ${STANDBY_MAJOR} standby of a server without logical decoding: checked and read`, async () => {
+    const primary = await startMatrixServer(STANDBY_MAJOR, { settings: ['wal_level = replica'] });
     servers.push(primary);
     const name = uniqueName('xmsb');
     const table = `${name}_t`;

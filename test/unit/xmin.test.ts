@@ -13,6 +13,9 @@ import {
   xminRange,
 } from '../../src/capture/xmin.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { leftoverSlotCheck, primaryKeyCheck, standbyReadCheck } from '../../src/postgres/preflight/xmin.ts';
+import { formatLine } from '../../src/postgres/preflight/result.ts';
+import type { TableFacts } from '../../src/postgres/preflight/rules.ts';
 
 const E = XID_EPOCH;
 
@@ -144,5 +147,35 @@ describe('capture settings', () => {
         /^delivery\.mode: exactly-once cannot be combined with capture\.method xmin/.test(err.problems[0]!),
     );
     assert.throws(() => loadConfig({ env: { ...env, PGCDC_CAPTURE_METHOD: 'cdc' } }), /capture\.method/);
+  });
+});
+
+describe('xmin checks', () => {
+  const table = (
+    name: string,
+    primaryKey: string[],
+    replicaIdentity: TableFacts['replicaIdentity'] = 'default',
+  ) =>
+    ({ schema: 'public', table: name, sqlName: `public.${name}`, primaryKey, replicaIdentity }) as TableFacts;
+
+  test('a table without a primary key (or identity index) fails with the fix', () => {
+    assert.equal(primaryKeyCheck([table('a', ['id']), table('b', [], 'index')]).status, 'ok');
+    const r = primaryKeyCheck([table('a', ['id']), table('c', [])]);
+    assert.equal(r.status, 'failed');
+    assert.match(
+      formatLine(r),
+      /public\.c has no primary key; .*fix: add one \(ALTER TABLE public\.c ADD PRIMARY KEY/,
+    );
+  });
+
+  test('a standby without hot_standby_feedback is a warning, a slot left over from logical mode too', () => {
+    assert.equal(standbyReadCheck(false, false).status, 'ok');
+    assert.equal(standbyReadCheck(true, true).status, 'ok');
+    assert.match(formatLine(standbyReadCheck(true, false)), /^warning .*hot_standby_feedback = on/);
+    assert.equal(leftoverSlotCheck(undefined, 'app'), null);
+    assert.match(
+      formatLine(leftoverSlotCheck({ name: 'pgcdc_c' }, 'app')!),
+      /^warning .*keeps WAL.*pg_drop_replication_slot\('pgcdc_c'\)/,
+    );
   });
 });
