@@ -21,7 +21,7 @@ import {
   xminRange,
   type XminRange,
 } from '../capture/xmin.ts';
-import { UserError } from '../errors.ts';
+import { ConnectionLost, UserError } from '../errors.ts';
 import type { OffsetRecord, XminTableCursor } from '../kafka/offsets.ts';
 import { relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
 import { describePgError, ident, type PostgresEndpoint } from '../postgres/connection.ts';
@@ -76,7 +76,9 @@ export async function runXminCapture(ctx: XminContext): Promise<void> {
     s.offsets.commitIntervalMs,
   );
   const scan = await ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-xmin` });
-  scan.on('error', (e: Error) => ctx.fail(describePgError(e, s.postgres, ctx.endpoint.tls === true)));
+  scan.on('error', (e: Error) =>
+    ctx.fail(recoveryConflict(e) ?? describePgError(e, s.postgres, ctx.endpoint.tls === true)),
+  );
   const relations = new Map<string, { shape: string; relation: Relation }>();
   try {
     for (let poll = 1; !interrupted(); poll++) {
@@ -189,7 +191,7 @@ async function pollTable(
       await scan.query('COMMIT');
     } catch (err) {
       await scan.query('ROLLBACK').catch(() => undefined);
-      throw err;
+      throw recoveryConflict(err, name) ?? err;
     }
     total += chunk.rows;
     ctx.log.debug('xmin chunk', { table: name, rows: chunk.rows, bytes: chunk.bytes });
@@ -208,6 +210,20 @@ async function pollTable(
     });
     if (chunk.exhausted || ctx.stopRequested() || ctx.failed()) return total;
   }
+}
+
+/**
+ * A standby cancels a query (or ends its session) whose snapshot still needs rows that vacuum on
+ * the primary removed, once max_standby_streaming_delay has passed: a lost connection to retry
+ * (the worker restarts and the poll resumes after the last acknowledged chunk), not a bug.
+ */
+function recoveryConflict(err: unknown, table?: string): ConnectionLost | null {
+  const e = err as { code?: unknown; message?: unknown };
+  if (e?.code !== '40001' || !/conflict with recovery/i.test(String(e.message))) return null;
+  return new ConnectionLost(
+    `the standby cancelled an xmin chunk${table ? ` of table ${table}` : ''} (${String(e.message)}); the poll resumes after the last acknowledged chunk. Set hot_standby_feedback = on on the standby (or raise max_standby_streaming_delay) to avoid it`,
+    { cause: err },
+  );
 }
 
 /**

@@ -14,6 +14,7 @@ import { checkCommand } from '../../src/cli/check.ts';
 import { discoverCommand } from '../../src/cli/discover.ts';
 import { formatLine } from '../../src/postgres/preflight/result.ts';
 import { createLogger } from '../../src/worker/log.ts';
+import { failureKind } from '../../src/errors.ts';
 import { defaultSlotName } from '../../src/config/names.ts';
 import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
@@ -60,6 +61,8 @@ const ids = (records: DecodedRecord[]) => records.map((r) => Number(r.key!.id));
 describe('capture.method xmin', () => {
   const { db, reader } = stackSuite();
   const servers: MatrixServer[] = [];
+  /** The standby test's servers, for the recovery-conflict test after it. */
+  let pair: { primary: MatrixServer; standby: MatrixServer } | null = null;
   after(async () => {
     for (const s of servers) await s.remove();
   });
@@ -334,6 +337,7 @@ describe('capture.method xmin', () => {
     await primary.query(`INSERT INTO ${table} VALUES (1, 'a'), (2, 'b')`);
     const standby = await primary.standby();
     servers.push(standby);
+    pair = { primary, standby };
     await eventually('the table on the standby', async () =>
       (await standby.query(`SELECT to_regclass('${table}') AS t`)).rows[0]?.t ? true : undefined,
     );
@@ -379,5 +383,66 @@ describe('capture.method xmin', () => {
     await w.running;
     const state = replayByKey(records, (k) => String(k.id));
     assert.deepEqual([...state].map(([k, v]) => `${k}${String(v.v)}`).sort(), ['1a', '2B', '3c']);
+  });
+  test('a chunk the standby cancels (recovery conflict) is a lost connection, and the next run reads on', async () => {
+    assert.ok(pair, 'the standby test ran');
+    const { primary, standby } = pair;
+    const name = uniqueName('xmcf');
+    const table = `${name}_t`;
+    const topic = `${name}.public.${table}`;
+    const rows = 20_000;
+    await primary.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text)`);
+    await primary.query(`INSERT INTO ${table} SELECT g, repeat('x', 100) FROM generate_series(1, ${rows}) g`);
+    await eventually('the table on the standby', async () =>
+      (await standby.query(`SELECT count(*)::int AS n FROM ${table}`).catch(() => null))?.rows[0]?.n === rows
+        ? true
+        : undefined,
+    );
+    // Vacuum replayed from the primary now cancels any standby query whose snapshot needs what it removed.
+    await standby.reload(['hot_standby_feedback = off', 'max_standby_streaming_delay = 0']);
+    const env = {
+      ...XMIN,
+      PGCDC_POSTGRES_HOST: standby.host,
+      PGCDC_POSTGRES_PORT: String(standby.port),
+      PGCDC_POSTGRES_USER: standby.user,
+      PGCDC_POSTGRES_PASSWORD: standby.password,
+      PGCDC_POSTGRES_DATABASE: standby.database,
+      PGCDC_TABLES_INCLUDE: `public.${table}`,
+      // One slow chunk: a send of 20 records at a time keeps its snapshot open for seconds.
+      PGCDC_CAPTURE_XMIN_CHUNK_ROWS: String(rows),
+      PGCDC_KAFKA_MAX_IN_FLIGHT_RECORDS: '20',
+    };
+    const c = new Connector(
+      workerConfig(name, env),
+      createLogger({ connector: name, level: 'error', format: 'json' }),
+    );
+    let failure: unknown = null;
+    const running = c.run().catch((err: unknown) => (failure = err));
+    try {
+      await eventually('the chunk under way', async () => ((await topicEnd(topic)) > 0 ? true : undefined));
+      for (let i = 0; i < 40 && !failure; i++) {
+        await primary.query(`UPDATE ${table} SET v = v || 'y' WHERE id % 10 = ${i % 10}`);
+        await primary.query(`VACUUM ${table}`);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    } finally {
+      await c.stop();
+      await running;
+    }
+    assert.ok(failure, 'the standby cancelled the chunk');
+    assert.equal(failureKind(failure), 'connection', String(failure));
+    assert.match(
+      String((failure as Error).message),
+      /^the standby cancelled an xmin chunk.*hot_standby_feedback = on/,
+    );
+
+    await standby.reload(['hot_standby_feedback = on', 'max_standby_streaming_delay = 30s']);
+    const again = startConnector(name, env);
+    await streaming(again);
+    await eventually('every row after the restart', async () =>
+      new Set(ids(await reader.read(topic))).size === rows ? true : undefined,
+    );
+    await again.connector.stop();
+    await again.running;
   });
 });
