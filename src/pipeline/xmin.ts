@@ -7,9 +7,9 @@
 // A chunk is one short REPEATABLE READ READ ONLY transaction: pg_current_snapshot() first, then
 // the chunk's rows under that same snapshot. The cursor a table's poll leaves is the xmin of its
 // first chunk's snapshot, taken before anything was read, so a transaction still open then is
-// read by the next poll. Short transactions instead of one per poll: a long scan neither holds
-// back vacuum on a primary nor gets cancelled by recovery conflicts on a standby; rows written
-// during the poll have xids at or past that first xmin and are read again next time.
+// read by the next poll. Short transactions instead of one per poll: a long scan does not hold
+// back vacuum on a primary, and a recovery conflict on a standby costs one chunk, not the scan;
+// rows written during the poll have xids at or past that first xmin and are read again next time.
 import type pg from 'pg';
 import type { ChangeEvent, Relation, Row } from '../change/event.ts';
 import { resolveTables } from '../capture/selection.ts';
