@@ -14,6 +14,7 @@ import { ProgressReporter } from '../worker/progress.ts';
 import { checkCommand, preflightBeforeRun } from './check.ts';
 import { discoverCommand } from './discover.ts';
 import { offsetsCommand } from './offsets.ts';
+import { snapshotCommand } from './snapshot.ts';
 
 const USAGE = `pgcdc ${PGCDC_VERSION} — PostgreSQL change data capture to Kafka
 
@@ -22,6 +23,8 @@ Usage:
   pgcdc check [--config FILE] [--fix] [--json]          check every prerequisite (exit 0: all passed)
   pgcdc discover [--config FILE] [--json]               list the tables and print a tables.include list
   pgcdc offsets [show|reset --yes] [--config FILE]      the stored position; reset: snapshot again at next start
+  pgcdc snapshot --tables T[,T...] [--filter T=SQL]    ask the running worker to re-read tables while it
+        [--cancel] [--url URL] [--config FILE]         streams (docs/snapshots.md); --cancel stops it
   pgcdc --version | --help
 
 Settings come from the config file, then PGCDC_* environment variables, then --<setting> flags
@@ -67,6 +70,10 @@ export async function main(argv: string[]): Promise<number> {
       fix: { type: 'boolean' },
       json: { type: 'boolean' },
       yes: { type: 'boolean' },
+      tables: { type: 'string' },
+      filter: { type: 'string', multiple: true },
+      cancel: { type: 'boolean' },
+      url: { type: 'string' },
     },
     strict: false,
     allowPositionals: true,
@@ -100,6 +107,17 @@ export async function main(argv: string[]): Promise<number> {
       env: process.env,
       args: argv,
       yes: values.yes === true,
+    });
+  }
+  if (command === 'snapshot') {
+    return snapshotCommand({
+      file,
+      env: process.env,
+      args: argv,
+      tables: typeof values.tables === 'string' ? values.tables : undefined,
+      filters: (values.filter as string[] | undefined) ?? [],
+      cancel: values.cancel === true,
+      url: typeof values.url === 'string' ? values.url : undefined,
     });
   }
   if (command !== 'run') {

@@ -68,6 +68,7 @@ export class ChunkedLoad {
   /** Watermarks of this process only: a replayed one from an earlier run is not ours. */
   #run = randomUUID();
   #halted = false;
+  #cancelled = false;
   #startedAt = BigInt(Date.now()) * 1000n;
   /** Whether the first row of the load was emitted (Debezium's 'first' marker). */
   #anyEmitted = false;
@@ -105,6 +106,16 @@ export class ChunkedLoad {
     return this.#ctx.settings.snapshot.chunkBytes ?? 8 << 20;
   }
 
+  /** An on-demand load (its rows are marked 'incremental'). */
+  get incremental(): boolean {
+    return this.#marker === 'incremental';
+  }
+
+  /** Tables not yet read to the end. */
+  get remaining(): number {
+    return [...this.#emitted.values()].filter((e) => !e.done).length;
+  }
+
   /** Chunks waiting for their high watermark. */
   get inFlight(): number {
     return this.#pending.size;
@@ -131,19 +142,35 @@ export class ChunkedLoad {
     };
     const readers = Array.from({ length: Math.max(1, Math.min(this.#parallelism, queue.length)) }, reader);
     await Promise.all(readers);
-    if (this.#halted) return 'halted';
+    if (this.#halted && !this.#cancelled) return 'halted';
     await new Promise<void>((resolve) =>
       this.#ctx.checkpoint.afterDurable(() => {
         resolve();
-        // The per-table map served restarts of this load only; the streaming offset stays small.
+        // The per-table map served restarts of this load only; what stays is the names of the
+        // tables read, so a table added to the selection later is read on its own.
+        const read = Object.entries(this.#state.tables!).flatMap(([name, a]) => (a.done ? [name] : []));
+        const loaded = [...new Set([...(this.#state.loaded ?? []), ...read])].sort();
         return {
-          snapshot: { state: 'done', method: 'chunked', consistentPoint: this.#state.consistentPoint },
+          snapshot: {
+            state: 'done',
+            method: 'chunked',
+            consistentPoint: this.#state.consistentPoint,
+            loaded,
+          },
         };
       }),
     );
-    this.#ctx.progress.state = 'completed';
-    this.#ctx.log.info('snapshot completed', { rows: this.#ctx.rows });
+    this.#ctx.progress.state = this.#cancelled ? 'interrupted' : 'completed';
+    this.#ctx.log.info(this.#cancelled ? 'snapshot cancelled' : 'snapshot completed', {
+      rows: this.#ctx.rows,
+    });
     return 'completed';
+  }
+
+  /** Stops an on-demand load for good: what it sent stays, the offset says it is over. */
+  cancel(): void {
+    this.#cancelled = true;
+    this.halt();
   }
 
   /** Stops reading: chunks waiting for their watermark are forgotten (the next start reads them again). */

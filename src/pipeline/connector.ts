@@ -21,6 +21,7 @@ import { TypeCatalog } from '../postgres/types.ts';
 import { Registry } from '../registry/registry.ts';
 import { SshTunnel } from '../tunnel/ssh.ts';
 import type { Logger } from '../worker/log.ts';
+import { UserError } from '../errors.ts';
 import { Checkpoint } from './checkpoint.ts';
 import { Encoder } from './encoder.ts';
 import { planStart } from './plan.ts';
@@ -31,7 +32,7 @@ import { ChunkedLoad } from './chunked-load.ts';
 import type { SnapshotState } from '../kafka/offsets.ts';
 import type { TableRef } from '../postgres/catalog.ts';
 import { Transactions } from './transactions.ts';
-import { messageAction } from './messages.ts';
+import { messageAction, parseSignal } from './messages.ts';
 import { TransactionMetadata, type TransactionBlock } from './tx-metadata.ts';
 import { runXminCapture } from './xmin.ts';
 
@@ -85,6 +86,9 @@ export class Connector {
   #stream: ReplicationStream | null = null;
   /** The chunked load, while one runs alongside the stream. */
   #load: ChunkedLoad | null = null;
+  #loading: Promise<void> | null = null;
+  /** The captured tables as resolved at start (what an on-demand snapshot may name). */
+  #selection: TableRef[] | null = null;
   #timers: NodeJS.Timeout[] = [];
   #stopRequested = false;
   #stopSignal = Promise.withResolvers<void>();
@@ -331,6 +335,7 @@ export class Connector {
       startLsn,
       plan.kind === 'snapshot' ? null : stored,
       load ? { state: load, tables: tables.filter((t) => load.tables?.[tableName(t)]) } : null,
+      tables,
     );
   }
 
@@ -359,6 +364,7 @@ export class Connector {
     startLsn: Lsn,
     stored: OffsetRecord | null,
     load: { state: SnapshotState; tables: TableRef[] } | null,
+    selection: TableRef[],
   ): Promise<void> {
     const s = this.#s;
     const checkpoint = this.#checkpoint!;
@@ -396,9 +402,9 @@ export class Connector {
         case 'update':
         case 'delete':
         case 'truncate': {
-          if (msg.tag === 'truncate') chunked?.truncated(msg.relations, transactions.xid!);
+          if (msg.tag === 'truncate') this.#load?.truncated(msg.relations, transactions.xid!);
           for (const event of transactions.changes(msg, walStart)) {
-            chunked?.observe(event);
+            this.#load?.observe(event);
             const meta = txMeta?.event(event.relation);
             if (meta?.begin) await this.#sink!.push(await this.#encoder!.transactionRecord(meta.begin));
             await this.#publish(event, meta?.block);
@@ -429,8 +435,13 @@ export class Connector {
           const tx = transactions.message(msg);
           if (action === 'watermark') {
             // A chunk boundary of the chunked load (this run's, or another connector's: ignored).
-            if (msg.transactional && !tx?.skip) await chunked?.watermark(msg, msg.lsn);
+            if (msg.transactional && !tx?.skip) await this.#load?.watermark(msg, msg.lsn);
             else idleUpTo(msg.lsn);
+            return;
+          }
+          if (action === 'signal') {
+            // Acted on once: a signal replayed after a restart inside its transaction is skipped.
+            if (msg.transactional && !tx?.skip) this.#signal(msg.content);
             return;
           }
           // pgcdc's heartbeat is a position, never an event (src/pipeline/messages.ts).
@@ -479,7 +490,7 @@ export class Connector {
       publication: s.publication.name,
     });
     const stream = this.#stream;
-    const chunked = load ? (this.#load = this.#chunkedLoad(load.state, load.tables)) : null;
+    this.#selection = selection;
     const streaming = stream.run({
       slot: s.slot.name,
       publication: s.publication.name,
@@ -488,10 +499,11 @@ export class Connector {
       // Heartbeats come back as messages and move the slot; op 'm' events need them too.
       messages: true,
     });
-    const loading = chunked?.run().catch((e: unknown) => this.#fail(e));
+    if (load) this.#startLoad(load.state, load.tables);
+    else void this.#loadNewTables(stored);
     await Promise.race([streaming, this.#stopSignal.promise]);
-    chunked?.halt();
-    await loading;
+    this.#load?.halt();
+    await this.#loading;
     await stream.halt();
     // Stopped inside a transaction: what was published of it is stored as a position inside it,
     // so the next start (which reads the transaction again) skips exactly that part.
@@ -512,6 +524,110 @@ export class Connector {
       this.#log.info('dropped the replication slot and forgot the offset (slot.dropOnStop)', {
         slot: s.slot.name,
       });
+    }
+  }
+
+  /** Runs a chunked load beside the stream; its completion stores the loaded tables' names. */
+  #startLoad(state: SnapshotState, tables: TableRef[]): void {
+    const load = (this.#load = this.#chunkedLoad(state, tables));
+    this.#loading = load
+      .run()
+      .then(() => {
+        if (this.#load === load) this.#load = null;
+      })
+      .catch((e: unknown) => this.#fail(e));
+  }
+
+  /**
+   * An on-demand load of `tables` (POST /connectors/<name>/snapshot, the pgcdc snapshot command, a
+   * signal): a chunked load while streaming, its rows marked 'incremental', its progress in the
+   * offset (a restart goes on with it). `filters`: an extra SQL condition per table (schema.table).
+   */
+  requestSnapshot(tables: TableRef[], filters: Record<string, string> = {}): { tables: string[] } {
+    const checkpoint = this.#checkpoint;
+    if (this.state !== 'STREAMING' || !checkpoint || !this.#selection)
+      throw new UserError(
+        `connector ${this.#s.name} is ${this.state}: an on-demand snapshot needs it STREAMING`,
+      );
+    if (this.#load)
+      throw new UserError(
+        `a snapshot is already running (${this.#load.remaining} tables left); wait for it or cancel it (DELETE /connectors/${this.#s.name}/snapshot)`,
+      );
+    if (tables.length === 0) throw new UserError('snapshot: name at least one table (schema.table)');
+    const captured = new Set(this.#selection.map(tableName));
+    const unknown = tables.map(tableName).filter((t) => !captured.has(t));
+    if (unknown.length > 0)
+      throw new UserError(
+        `snapshot: ${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not captured by connector ${this.#s.name} (tables.include/exclude, postgres.schemas)`,
+      );
+    for (const t of Object.keys(filters))
+      if (!tables.some((x) => tableName(x) === t))
+        throw new UserError(`snapshot: a filter names ${t}, which is not in tables`);
+    const previous = checkpoint.position.snapshot;
+    const state: SnapshotState = {
+      state: 'running',
+      method: 'chunked',
+      incremental: true,
+      consistentPoint: checkpoint.position.lsn,
+      tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
+      ...(Object.keys(filters).length > 0 ? { filters } : {}),
+      ...(previous?.loaded ? { loaded: previous.loaded } : {}),
+    };
+    for (const t of tables) delete this.snapshot.tables[tableName(t)];
+    this.#log.info('on-demand snapshot requested', {
+      tables: tables.map(tableName),
+      filtered: Object.keys(filters),
+    });
+    this.#startLoad(state, tables);
+    // Stored at once: a restart before its first chunk goes on with it too.
+    checkpoint.afterDurable(() => ({ snapshot: state }));
+    void checkpoint.write().catch((e: unknown) => this.#fail(e));
+    return { tables: tables.map(tableName) };
+  }
+
+  /** Cancels a running on-demand snapshot; the rows already sent stay. False when none runs. */
+  cancelSnapshot(): boolean {
+    const load = this.#load;
+    if (!load) return false;
+    if (!load.incremental)
+      throw new UserError(
+        'the initial snapshot cannot be cancelled (stop the connector, or set snapshot.mode=never)',
+      );
+    load.cancel();
+    this.#log.info('on-demand snapshot cancelled');
+    return true;
+  }
+
+  /** A signal (pg_logical_emit_message(true, 'pgcdc', '{...}')), Debezium's signal format. */
+  #signal(content: Uint8Array): void {
+    const text = Buffer.from(content).toString('utf8');
+    try {
+      const signal = parseSignal(text, this.#s.name);
+      if (!signal) return;
+      if (signal.kind === 'stop-snapshot') this.cancelSnapshot();
+      else this.requestSnapshot(signal.tables, signal.filters);
+    } catch (err) {
+      this.#log.warn(`signal ignored: ${err instanceof Error ? err.message : String(err)}`, {
+        signal: text.slice(0, 200),
+      });
+    }
+  }
+
+  /**
+   * Tables selected now that the completed load did not read (a table added to tables.include, or
+   * created in a captured schema while stopped) are read on demand, the others left alone.
+   */
+  async #loadNewTables(stored: OffsetRecord | null): Promise<void> {
+    const loaded = stored?.snapshot?.state === 'done' ? stored.snapshot.loaded : undefined;
+    if (!loaded || !this.#selection) return;
+    const known = new Set(loaded);
+    const fresh = this.#selection.filter((t) => !known.has(tableName(t)));
+    if (fresh.length === 0) return;
+    this.#log.info('tables added to the selection are read on demand', { tables: fresh.map(tableName) });
+    try {
+      this.requestSnapshot(fresh);
+    } catch (err) {
+      this.#fail(err);
     }
   }
 

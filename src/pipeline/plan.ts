@@ -89,7 +89,8 @@ export async function planStart(ctx: PlanContext, stored: OffsetRecord | null): 
       await repl.end();
     }
   }
-  if (chunkedLoad) ctx.log.info('the chunked snapshot goes on after its last completed chunk', { slot: s.slot.name });
+  if (chunkedLoad)
+    ctx.log.info('the chunked snapshot goes on after its last completed chunk', { slot: s.slot.name });
   return {
     kind: 'stream',
     lsn: stored ? parseLsn(stored.lsn) : (slot.confirmedFlush ?? 0n),

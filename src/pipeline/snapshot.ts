@@ -271,7 +271,10 @@ async function loadTables(
     checkpoint.afterDurable(() => {
       resolve();
       // The per-table map served restarts of this snapshot only; the streaming offset stays small.
-      return { lsn: cp, snapshot: { state: 'done', consistentPoint: cp } };
+      return {
+        lsn: cp,
+        snapshot: { state: 'done', consistentPoint: cp, loaded: tables.map(tableName).sort() },
+      };
     }),
   );
   await checkpoint.write();

@@ -12,6 +12,8 @@
 //   PUT  /connectors/{name}/pause         202
 //   PUT  /connectors/{name}/resume        202
 //   POST /connectors/{name}/restart       204 (also /tasks/0/restart)
+//   POST /connectors/{name}/snapshot      202 {"tables": ["public.t"], "filters": {"public.t": "id > 10"}}
+//   DELETE /connectors/{name}/snapshot    202 (cancels a running on-demand snapshot; 404 when none runs)
 //
 // Who may call what is decided before routing (src/worker/auth.ts), so an endpoint added here is
 // covered by the same rules; every change (any method but GET/HEAD) leaves one audit line naming
@@ -23,6 +25,7 @@ import { createSecureContext } from 'node:tls';
 import { readPem } from '../postgres/connection.ts';
 import { UserError } from '../errors.ts';
 import type { PgcdcConfig } from '../config/types.ts';
+import { parseTableEntries, type TableRef } from '../config/tables.ts';
 import { authorize, classify, type HttpAccess } from './auth.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -227,7 +230,8 @@ async function handle(deps: HttpDeps, req: IncomingMessage, res: ServerResponse)
       throw new HttpError(405, `method ${method} not allowed on ${path}`);
     }
   };
-  req.resume(); // no request bodies are read
+  // Only the on-demand snapshot reads a body; every other one is discarded.
+  const body = method === 'POST' && path.endsWith('/snapshot') ? await readBody(req) : (req.resume(), '');
 
   if (path === '/healthz') {
     allow('GET');
@@ -313,7 +317,71 @@ async function handle(deps: HttpDeps, req: IncomingMessage, res: ServerResponse)
       }
       json(res, 204, null);
       return;
+    case 'snapshot': {
+      allow('POST', 'DELETE');
+      try {
+        if (method === 'DELETE') {
+          if (!worker.cancelSnapshot()) throw new HttpError(404, 'no on-demand snapshot is running');
+          json(res, 202, null);
+          return;
+        }
+        const request = snapshotRequest(body);
+        json(res, 202, worker.requestSnapshot(request.tables, request.filters));
+      } catch (err) {
+        if (err instanceof HttpError) throw err;
+        throw new HttpError(
+          err instanceof UserError ? 409 : 500,
+          err instanceof Error ? err.message : String(err),
+        );
+      }
+      return;
+    }
     default:
       throw new HttpError(404, `no such endpoint: ${path}`);
   }
+}
+
+const MAX_BODY = 64 * 1024;
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new HttpError(413, `request body over ${MAX_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The body of POST /connectors/{name}/snapshot; 400 with every problem named. */
+export function snapshotRequest(body: string): { tables: TableRef[]; filters: Record<string, string> } {
+  let v: unknown;
+  try {
+    v = JSON.parse(body || '{}');
+  } catch {
+    throw new HttpError(
+      400,
+      'the body must be JSON: {"tables": ["schema.table", ...], "filters": {"schema.table": "SQL condition"}}',
+    );
+  }
+  const o = (v ?? {}) as { tables?: unknown; filters?: unknown };
+  if (!Array.isArray(o.tables) || o.tables.length === 0 || o.tables.some((t) => typeof t !== 'string'))
+    throw new HttpError(400, '"tables" must be a non-empty list of schema.table names');
+  const { tables, problems } = parseTableEntries(o.tables as string[]);
+  const filters: Record<string, string> = {};
+  if (o.filters !== undefined) {
+    if (typeof o.filters !== 'object' || o.filters === null || Array.isArray(o.filters))
+      throw new HttpError(400, '"filters" must be an object: {"schema.table": "SQL condition"}');
+    for (const [name, cond] of Object.entries(o.filters as Record<string, unknown>)) {
+      const parsed = parseTableEntries([name]);
+      if (parsed.problems.length > 0 || typeof cond !== 'string' || cond.trim() === '') {
+        problems.push(`filter for ${name}: a schema.table name and a non-empty SQL condition`);
+        continue;
+      }
+      filters[`${parsed.tables[0]!.schema}.${parsed.tables[0]!.table}`] = cond;
+    }
+  }
+  if (problems.length > 0) throw new HttpError(400, problems.join('; '));
+  return { tables, filters };
 }

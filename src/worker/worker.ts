@@ -8,6 +8,7 @@
 import { hostname } from 'node:os';
 import { SENSITIVE_PATHS } from '../config/schema.ts';
 import type { PgcdcConfig } from '../config/types.ts';
+import type { TableRef } from '../config/tables.ts';
 import { Connector, type ConnectorObserver, type ConnectorState } from '../pipeline/connector.ts';
 import { causeChain, failureKind, UserError, type FailureKind } from '../errors.ts';
 import { releaseSlot } from '../pipeline/release.ts';
@@ -340,6 +341,16 @@ export class Worker {
     this.#stopRequested = true;
     this.#wake?.('stop');
     await this.#connector.stop();
+  }
+
+  /** An on-demand snapshot of `tables` (Connector.requestSnapshot). */
+  requestSnapshot(tables: TableRef[], filters: Record<string, string>): { tables: string[] } {
+    return this.#connector.requestSnapshot(tables, filters);
+  }
+
+  /** Cancels a running on-demand snapshot; false when none runs. */
+  cancelSnapshot(): boolean {
+    return this.#connector.cancelSnapshot();
   }
 
   pause(): void {
