@@ -115,6 +115,14 @@ export class WalGuard {
   #beating = false;
   #lastWarnAt = 0;
   #released = false;
+  /**
+   * The slot is this connector's: a connector of this process read from it (its start plan found
+   * a stored offset vouching for it, or created it). Before that (a first start that cannot reach
+   * Kafka, so the offset is unread) a slot of that name may be another consumer's, and pgcdc
+   * never drops a slot no stored offset of its own vouches for.
+   */
+  #vouched = false;
+  #lastUnvouchedAt = 0;
   #lastHeartbeatWarnAt = 0;
   #lastStatus: string | null = null;
   /** The level the last log line was about (the budget's state without wal_status). */
@@ -184,6 +192,7 @@ export class WalGuard {
     if (!client && state !== 'RECONNECTING' && state !== 'STARTING') return this.last;
     this.#polling = true;
     try {
+      if (client) this.#vouched = true;
       const health = client ? await this.#read(client) : await this.#readAlone();
       if (!health) return this.last;
       this.last = health;
@@ -254,9 +263,22 @@ export class WalGuard {
     this.budgetState = state;
     const overCritical = criticalAt > 0 && retained !== null && retained > criticalAt;
     if (overCritical && b.walCriticalAction === 'stop') {
-      if (!this.#released) {
-        // The worker's failure line is the one line of this event: no warning of our own.
+      if (this.#released) {
+        // The release is under way; the worker's failure line is the one line of this event.
+      } else if (!this.#vouched) {
+        if (Date.now() - this.#lastUnvouchedAt > this.#opts.warnEveryMs) {
+          this.#lastUnvouchedAt = Date.now();
+          this.#log.error(
+            `replication slot ${this.#opts.slot} retains ${size(retained)} of WAL, above heartbeat.walCriticalBytes (${size(criticalAt)}); ` +
+              "heartbeat.walCriticalAction=stop does not release it: no connector has started on it in this run, so no stored offset vouches that it is pgcdc's; " +
+              `if nothing else uses it, drop it: SELECT pg_drop_replication_slot('${this.#opts.slot}');`,
+            ctx,
+          );
+        }
+      } else {
         this.#released = true;
+        // Whatever slot of that name exists after the release, a connector must vouch for it anew.
+        this.#vouched = false;
         this.#worker.release(
           `replication slot ${this.#opts.slot} retains ${size(retained)} of WAL, above heartbeat.walCriticalBytes (${size(criticalAt)})`,
         );
