@@ -318,17 +318,17 @@ export class Worker {
     const done = await releaseSlot(this.#config, this.#log);
     this.#release = null;
     const slot = this.#config.slot.name;
+    const offset =
+      done.offsetError === null ? 'forgot the offset' : `could not forget the offset (${done.offsetError})`;
+    if (done.slotError !== null) {
+      return new UserError(
+        `${release.reason}; heartbeat.walCriticalAction=stop: the connector stopped and ${offset}, but could not drop replication slot ${slot} (${done.slotError}), which still holds the WAL; drop it: SELECT pg_drop_replication_slot('${slot}');`,
+      );
+    }
     const what =
-      done.offsetError === null && done.slotError === null
+      done.offsetError === null
         ? `released replication slot ${slot} (dropped) and forgot the offset`
-        : [
-            done.offsetError === null
-              ? 'forgot the offset'
-              : `could not forget the offset (${done.offsetError})`,
-            done.slotError === null
-              ? `dropped replication slot ${slot}`
-              : `could not drop replication slot ${slot} (${done.slotError}; drop it: SELECT pg_drop_replication_slot('${slot}'))`,
-          ].join(', ');
+        : `${offset}, dropped replication slot ${slot}`;
     // A kept offset without its slot: the next start treats the position as lost (snapshot.mode decides).
     const next = done.offsetError === null ? release.next : nextStartWithLostSlot(this.#config.snapshot.mode);
     return new UserError(
