@@ -54,7 +54,15 @@ describe('pgcdc check: the WAL budget beside max_slot_wal_keep_size', () => {
     assert.equal(below.status, 'ok');
     const unlimited = walBudgetCheck({ maxSlotWalKeepSizeBytes: null, idleSlotTimeoutSeconds: 0 }, b);
     assert.equal(unlimited.status, 'ok');
-    assert.match(unlimited.message, /only this budget bounds it/);
+    assert.match(
+      unlimited.message,
+      /without limit, until its disk is full; pgcdc releases the slot past the critical level/,
+    );
+    const warnOnly = walBudgetCheck(
+      { maxSlotWalKeepSizeBytes: null, idleSlotTimeoutSeconds: null },
+      { ...b, walCriticalAction: 'warn' },
+    );
+    assert.match(warnOnly.message, /pgcdc only warns \(set max_slot_wal_keep_size/);
     assert.doesNotMatch(unlimited.message, /idle_replication_slot_timeout/);
   });
 

@@ -48,9 +48,13 @@ export function walBudgetCheck(limits: WalLimits, b: WalBudgetSettings): CheckRe
       ? `; idle_replication_slot_timeout = ${idle} s: the server invalidates the slot when pgcdc is stopped longer than that (the next start then follows snapshot.mode)`
       : '';
   if (keep === null) {
+    const bound =
+      action === 'stop' && critical > 0
+        ? 'pgcdc releases the slot past the critical level'
+        : 'pgcdc only warns (set max_slot_wal_keep_size on the server, or heartbeat.walCriticalAction=stop)';
     return ok(
       'wal_budget',
-      `WAL budget: ${levels}; max_slot_wal_keep_size = -1: the server keeps WAL for the slot without limit, so only this budget bounds it${idleNote}`,
+      `WAL budget: ${levels}; max_slot_wal_keep_size = -1: the server keeps WAL for the slot without limit, until its disk is full; ${bound}${idleNote}`,
     );
   }
   const top = critical > 0 ? critical : b.walWarnBytes;
