@@ -34,11 +34,6 @@ export interface SnapshotState {
   incremental?: boolean;
   /** On-demand: an extra row filter (SQL) per table. */
   filters?: Record<string, string>;
-  /**
-   * The tables that completed loads have read (schema.table, sorted): a table selected later is
-   * read on its own at the next start. Absent in offsets written before 0.3.
-   */
-  loaded?: string[];
   /** The slot's consistent point that the snapshot was read at (X/Y); 0/0 before the slot exists. */
   consistentPoint: string;
   /**

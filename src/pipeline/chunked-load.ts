@@ -146,17 +146,9 @@ export class ChunkedLoad {
     await new Promise<void>((resolve) =>
       this.#ctx.checkpoint.afterDurable(() => {
         resolve();
-        // The per-table map served restarts of this load only; what stays is the names of the
-        // tables read, so a table added to the selection later is read on its own.
-        const read = Object.entries(this.#state.tables!).flatMap(([name, a]) => (a.done ? [name] : []));
-        const loaded = [...new Set([...(this.#state.loaded ?? []), ...read])].sort();
+        // The per-table map served restarts of this load only; the streaming offset stays small.
         return {
-          snapshot: {
-            state: 'done',
-            method: 'chunked',
-            consistentPoint: this.#state.consistentPoint,
-            loaded,
-          },
+          snapshot: { state: 'done', method: 'chunked', consistentPoint: this.#state.consistentPoint },
         };
       }),
     );
@@ -337,7 +329,14 @@ export class ChunkedLoad {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     let rows = 0;
     try {
-      for await (const batch of readTable(client, relation, s.snapshot.batchSize, undefined, rowFilter)) {
+      for await (const batch of readTable(
+        client,
+        relation,
+        s.snapshot.batchSize,
+        undefined,
+        rowFilter,
+        this.#chunkBytes,
+      )) {
         for (const row of batch) {
           const marker = this.#markerFor(rows === 0, false, false);
           await this.#ctx.publish(

@@ -23,7 +23,7 @@ import { SshTunnel } from '../tunnel/ssh.ts';
 import type { Logger } from '../worker/log.ts';
 import { UserError } from '../errors.ts';
 import { Checkpoint } from './checkpoint.ts';
-import { Encoder } from './encoder.ts';
+import { Encoder, topicFor } from './encoder.ts';
 import { planStart } from './plan.ts';
 import type { PipelineSettings } from './settings.ts';
 import { kafkaSink, type OutRecord, type Sink } from './sink.ts';
@@ -368,7 +368,9 @@ export class Connector {
   ): Promise<void> {
     const s = this.#s;
     const checkpoint = this.#checkpoint!;
-    this.state = 'STREAMING';
+    // The initial load reads while the stream runs; the state says SNAPSHOT until it is done, as
+    // with an exported snapshot (an on-demand one runs while STREAMING).
+    this.state = load && !load.state.incremental ? 'SNAPSHOT' : 'STREAMING';
     // The publication may hold more tables than this connector captures (a shared or hand-made
     // publication): changes are filtered by the same selection as the snapshot, so a table
     // created later in a captured schema is picked up when no explicit include list is set.
@@ -500,7 +502,7 @@ export class Connector {
       messages: true,
     });
     if (load) this.#startLoad(load.state, load.tables);
-    else void this.#loadNewTables(stored);
+    else void this.#loadNewTables(stored).catch((e: unknown) => this.#fail(e));
     await Promise.race([streaming, this.#stopSignal.promise]);
     this.#load?.halt();
     await this.#loading;
@@ -527,13 +529,14 @@ export class Connector {
     }
   }
 
-  /** Runs a chunked load beside the stream; its completion stores the loaded tables' names. */
+  /** Runs a chunked load beside the stream. */
   #startLoad(state: SnapshotState, tables: TableRef[]): void {
     const load = (this.#load = this.#chunkedLoad(state, tables));
     this.#loading = load
       .run()
-      .then(() => {
+      .then((outcome) => {
         if (this.#load === load) this.#load = null;
+        if (outcome === 'completed' && this.state === 'SNAPSHOT') this.state = 'STREAMING';
       })
       .catch((e: unknown) => this.#fail(e));
   }
@@ -563,7 +566,6 @@ export class Connector {
     for (const t of Object.keys(filters))
       if (!tables.some((x) => tableName(x) === t))
         throw new UserError(`snapshot: a filter names ${t}, which is not in tables`);
-    const previous = checkpoint.position.snapshot;
     const state: SnapshotState = {
       state: 'running',
       method: 'chunked',
@@ -571,7 +573,6 @@ export class Connector {
       consistentPoint: checkpoint.position.lsn,
       tables: Object.fromEntries(tables.map((t) => [tableName(t), { rows: 0, done: false }])),
       ...(Object.keys(filters).length > 0 ? { filters } : {}),
-      ...(previous?.loaded ? { loaded: previous.loaded } : {}),
     };
     for (const t of tables) delete this.snapshot.tables[tableName(t)];
     this.#log.info('on-demand snapshot requested', {
@@ -614,14 +615,15 @@ export class Connector {
   }
 
   /**
-   * Tables selected now that the completed load did not read (a table added to tables.include, or
-   * created in a captured schema while stopped) are read on demand, the others left alone.
+   * Selected tables without a topic (added to tables.include, or created in a captured schema,
+   * while the connector was stopped) are read on demand, the others left alone. A table read
+   * before has its topic; an empty one may not, and reading it again costs one empty chunk. The
+   * offset does not list the tables read, so that it stays small whatever their number.
    */
   async #loadNewTables(stored: OffsetRecord | null): Promise<void> {
-    const loaded = stored?.snapshot?.state === 'done' ? stored.snapshot.loaded : undefined;
-    if (!loaded || !this.#selection) return;
-    const known = new Set(loaded);
-    const fresh = this.#selection.filter((t) => !known.has(tableName(t)));
+    if (stored?.snapshot?.state !== 'done' || !this.#selection || this.#s.snapshot.mode === 'never') return;
+    const existing = new Set(await this.#admin!.listTopics());
+    const fresh = this.#selection.filter((t) => !existing.has(topicFor(this.#s.topics.prefix, t)));
     if (fresh.length === 0) return;
     this.#log.info('tables added to the selection are read on demand', { tables: fresh.map(tableName) });
     try {

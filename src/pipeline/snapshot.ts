@@ -216,6 +216,7 @@ async function loadTables(
         s.snapshot.batchSize,
         byKey ? { after } : undefined,
         shape.rowFilter,
+        s.snapshot.chunkBytes,
       );
       for await (const batch of reading) {
         for (const row of batch) {
@@ -271,10 +272,7 @@ async function loadTables(
     checkpoint.afterDurable(() => {
       resolve();
       // The per-table map served restarts of this snapshot only; the streaming offset stays small.
-      return {
-        lsn: cp,
-        snapshot: { state: 'done', consistentPoint: cp, loaded: tables.map(tableName).sort() },
-      };
+      return { lsn: cp, snapshot: { state: 'done', consistentPoint: cp } };
     }),
   );
   await checkpoint.write();

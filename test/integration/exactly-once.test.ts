@@ -166,6 +166,9 @@ describe('exactly-once delivery', () => {
       PGCDC_HTTP_PORT: '0',
       PGCDC_LOG_LEVEL: 'info',
       PGCDC_LOG_FORMAT: 'json',
+      // The verdict wants each key's first record to be its read; a chunked load lets a change
+      // that overtakes its chunk come first (docs/snapshots.md), which is not what this tests.
+      PGCDC_SNAPSHOT_METHOD: 'exported',
     });
     let writing = true;
     const writer = (async () => {

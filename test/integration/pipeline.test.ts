@@ -112,9 +112,12 @@ describe('pipeline', () => {
       }
     })();
 
+    // The exported snapshot's promise: each row read once, at one point, then the stream (the
+    // chunked load's, test/integration/chunked-load.test.ts: the topic replays to the table).
     const { connector, running } = startConnector(name, {
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       PGCDC_SNAPSHOT_BATCH_SIZE: '500',
+      PGCDC_SNAPSHOT_METHOD: 'exported',
     });
     await eventually('snapshot completed', async () => (connector.state === 'STREAMING' ? true : undefined));
     await new Promise((r) => setTimeout(r, 1000));

@@ -107,41 +107,64 @@ describe('snapshot modes', () => {
     assert.deepEqual(ops(await reader.read(topic)), ['r1', 'r2', 'r1', 'r2', 'r3']);
   });
 
-  test('a stop during the snapshot: the next start takes it again from the beginning, then streams', async () => {
-    const name = uniqueName('is');
-    const t = `${name}_t`;
-    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, v text)`);
-    await db.query(`INSERT INTO ${t} SELECT g, 'v' || g FROM generate_series(1, 30000) g`);
-    const env = { PGCDC_TABLES_INCLUDE: `public.${t}`, PGCDC_SNAPSHOT_BATCH_SIZE: '200' };
-    const topic = `${name}.public.${t}`;
+  for (const method of ['chunked', 'exported'] as const) {
+    const what =
+      method === 'chunked'
+        ? 'the next start goes on after the last chunk on the same slot'
+        : 'the next start takes it again from the beginning';
+    test(`a stop during the ${method} snapshot: ${what}, then streams`, async () => {
+      const name = uniqueName('is');
+      const t = `${name}_t`;
+      await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, v text)`);
+      await db.query(`INSERT INTO ${t} SELECT g, 'v' || g FROM generate_series(1, 30000) g`);
+      const env = {
+        PGCDC_TABLES_INCLUDE: `public.${t}`,
+        PGCDC_SNAPSHOT_BATCH_SIZE: '200',
+        PGCDC_SNAPSHOT_METHOD: method,
+      };
+      const topic = `${name}.public.${t}`;
 
-    const first = new Connector(workerConfig(name, env), log);
-    const running = first.run();
-    await eventually('part of the snapshot', async () =>
-      (first.stats.snapshotRows[`public.${t}`] ?? 0) > 0 ? true : undefined,
-    );
-    await first.stop();
-    await running;
-    assert.equal(
-      first.position.snapshot?.state,
-      'running',
-      'the stored offset says the snapshot is unfinished',
-    );
+      const first = new Connector(workerConfig(name, env), log);
+      const running = first.run();
+      await eventually('part of the snapshot', async () =>
+        (first.stats.snapshotRows[`public.${t}`] ?? 0) > 0 ? true : undefined,
+      );
+      await first.stop();
+      await running;
+      assert.equal(
+        first.position.snapshot?.state,
+        'running',
+        'the stored offset says the snapshot is unfinished',
+      );
+      const readBefore = (await reader.read(topic)).filter((r) => r.value?.op === 'r').length;
+      assert.ok(readBefore < 30000, `the stop landed inside the snapshot (${readBefore} rows read)`);
 
-    await db.query(`INSERT INTO ${t} VALUES (30001, 'after')`);
-    await runOnce(name, env, async () => {
-      await db.query(`UPDATE ${t} SET v = 'changed' WHERE id = 1`);
-      await eventually('the change after the new snapshot', async () => {
-        const recs = await reader.read(topic);
-        return recs.some((r) => r.value?.op === 'u') ? true : undefined;
+      await db.query(`INSERT INTO ${t} VALUES (30001, 'after')`);
+      await runOnce(name, env, async () => {
+        await db.query(`UPDATE ${t} SET v = 'changed' WHERE id = 1`);
+        await eventually('the change after the snapshot', async () => {
+          const recs = await reader.read(topic);
+          return recs.some((r) => r.value?.op === 'u') ? true : undefined;
+        });
       });
+      const records = await reader.read(topic);
+      const state = replayByKey(records, (k) => String(k.id));
+      assert.equal(state.size, 30001);
+      assert.equal(state.get('1')?.v, 'changed');
+      assert.equal(state.get('30001')?.v, 'after');
+      const reads = records.filter((r) => r.value?.op === 'r').length;
+      if (method === 'exported') {
+        assert.ok(
+          reads >= readBefore + 30001,
+          `the second snapshot read every row again (${reads} reads in all)`,
+        );
+      } else {
+        // The insert made while stopped streams as a create; it may be read once more by its chunk.
+        assert.ok(
+          reads <= 30001 + 200,
+          `rows read once, but for the chunk in flight at the stop (${reads} reads)`,
+        );
+      }
     });
-    const records = await reader.read(topic);
-    const state = replayByKey(records, (k) => String(k.id));
-    assert.equal(state.size, 30001);
-    assert.equal(state.get('1')?.v, 'changed');
-    assert.equal(state.get('30001')?.v, 'after');
-    const reads = records.filter((r) => r.value?.op === 'r').length;
-    assert.ok(reads >= 30001, `the second snapshot read every row again (${reads} reads in all)`);
-  });
+  }
 });

@@ -113,7 +113,7 @@ describe('stops', () => {
       storedAtStream,
       'storedPosition is the record the offsets topic holds',
     );
-    assert.deepEqual(Object.keys(storedAtStream!.snapshot!).sort(), ['consistentPoint', 'state']);
+    assert.deepEqual(Object.keys(storedAtStream!.snapshot!).sort(), ['consistentPoint', 'method', 'state']);
     assert.equal(storedAtStream!.snapshot!.state, 'done');
 
     // A change moves the in-memory position; the offset is written only every 60 s here.

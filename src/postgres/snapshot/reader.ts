@@ -1,5 +1,6 @@
-// The initial load: every selected table read inside the slot's exported snapshot, in batches,
-// so memory is bounded by the batch size and not by the table.
+// Reading tables for the initial load: inside the slot's exported snapshot in batches (readTable),
+// or in key chunks for the chunked load (readChunk). Both are bounded by rows and by bytes, so
+// memory follows the configuration, not the table nor the width of its rows.
 import type pg from 'pg';
 import type { Relation, Row } from '../../change/event.ts';
 import { ident, literal } from '../connection.ts';
@@ -9,6 +10,15 @@ export async function beginSnapshot(client: pg.Client, snapshotName: string): Pr
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   await client.query(`SET TRANSACTION SNAPSHOT ${literal(snapshotName)}`);
 }
+
+/** Rows fetched by the first round trip of a chunk, before the average row width is known. */
+const FIRST_FETCH = 16;
+
+const rowBytes = (row: Row): number => {
+  let n = 0;
+  for (const v of row) if (typeof v === 'string') n += v.length + 8;
+  return n + 16;
+};
 
 /**
  * Rows of one table, batch by batch, in the relation's column order, values in text form.
@@ -22,6 +32,8 @@ export async function* readTable(
   byKey?: { after: Array<string | null> | null },
   /** The publication's row filter (publishedShape): rows it keeps out are not read either. */
   rowFilter: string | null = null,
+  /** The byte budget of one batch (snapshot.chunkBytes). */
+  maxBatchBytes = 8 << 20,
 ): AsyncGenerator<Row[]> {
   const cursor = ident(`pgcdc_${relation.oid}`);
   const columns = relation.columns.map((c) => ident(c.name)).join(', ');
@@ -42,19 +54,29 @@ export async function* readTable(
     `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns} FROM ${ident(relation.schema)}.${ident(relation.table)}${order}`,
     params,
   );
-  const fetch = () => {
-    const p = client.query<Row>({ text: `FETCH ${batchSize} FROM ${cursor}`, rowMode: 'array' });
+  const fetch = (n: number) => {
+    const p = client.query<Row>({ text: `FETCH ${n} FROM ${cursor}`, rowMode: 'array' });
     p.catch(() => undefined); // awaited below, unless the caller stops early
     return p;
   };
   try {
     // The next batch is requested before this one is handed out, so PostgreSQL reads it while
-    // the caller encodes and produces the current one (at most two batches in memory).
-    let next = fetch();
+    // the caller encodes and produces the current one (at most two batches in memory). A batch
+    // is batchSize rows, or fewer when the rows are wide: its size follows the average row
+    // width seen so far, so that it holds about maxBatchBytes.
+    let size = Math.min(FIRST_FETCH, batchSize);
+    let next = fetch(size);
+    let rows = 0;
+    let bytes = 0;
     while (true) {
       const res = await next;
-      const last = res.rows.length < batchSize;
-      if (!last) next = fetch();
+      const last = res.rows.length < size;
+      for (const r of res.rows) bytes += rowBytes(r);
+      rows += res.rows.length;
+      if (!last) {
+        size = Math.max(1, Math.min(batchSize, Math.floor(maxBatchBytes / (bytes / rows))));
+        next = fetch(size);
+      }
       if (res.rows.length > 0) yield res.rows;
       if (last) break;
     }
@@ -82,15 +104,6 @@ export interface Chunk {
   /** Bytes of column text read (what the chunk holds in memory, roughly). */
   bytes: number;
 }
-
-/** Rows fetched by the first round trip of a chunk, before the average row width is known. */
-const FIRST_FETCH = 16;
-
-const rowBytes = (row: Row): number => {
-  let n = 0;
-  for (const v of row) if (typeof v === 'string') n += v.length + 8;
-  return n + 16;
-};
 
 /**
  * Reads the next chunk of `relation` after `after` (its key values as text; null from the start),
