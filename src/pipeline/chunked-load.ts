@@ -152,6 +152,8 @@ export class ChunkedLoad {
         };
       }),
     );
+    // Stored now, not at the next commit interval: a restart must not resume a finished load.
+    await this.#ctx.checkpoint.write();
     this.#ctx.progress.state = this.#cancelled ? 'interrupted' : 'completed';
     this.#ctx.log.info(this.#cancelled ? 'snapshot cancelled' : 'snapshot completed', {
       rows: this.#ctx.rows,

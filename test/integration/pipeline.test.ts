@@ -26,6 +26,8 @@ describe('pipeline', () => {
     const { connector, running } = startConnector(name, {
       PGCDC_TABLES_INCLUDE: `public.${t1}, public.${t2}`,
       PGCDC_TOPICS_TRUNCATE_EVENTS: 'true', // off by default, as in Debezium
+      // One table after the other, so the markers' order below is the tables' order.
+      PGCDC_SNAPSHOT_PARALLELISM: '1',
     });
     const topic1 = `${name}.public.${t1}`;
     const topic2 = `${name}.public.${t2}`;
