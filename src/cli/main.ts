@@ -203,17 +203,25 @@ export async function main(argv: string[]): Promise<number> {
 
 const isEntry = process.argv[1] && import.meta.url === new URL(process.argv[1], 'file://').href;
 if (isEntry || process.argv[1]?.endsWith('/bin/pgcdc.js') || process.argv[1]?.endsWith('/bin/pgcdc')) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      if (isUserError(err)) {
-        process.stderr.write(`pgcdc: ${(err as Error).message}\n`);
-        process.exit(2);
-      }
-      process.stderr.write(
-        `pgcdc: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-      );
-      process.exit(1);
-    },
-  );
+  // Stdout to a pipe is written asynchronously: exiting at once would cut a long output (pgcdc
+  // discover --json on a database of thousands of tables), so the exit waits for both streams.
+  const exit = (code: number): void => {
+    let pending = 2;
+    const flushed = (): void => {
+      if (--pending === 0) process.exit(code);
+    };
+    process.stdout.write('', flushed);
+    process.stderr.write('', flushed);
+  };
+  main(process.argv.slice(2)).then(exit, (err: unknown) => {
+    if (isUserError(err)) {
+      process.stderr.write(`pgcdc: ${(err as Error).message}\n`);
+      exit(2);
+      return;
+    }
+    process.stderr.write(
+      `pgcdc: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    exit(1);
+  });
 }

@@ -202,8 +202,13 @@ describe('operator API access', () => {
     assert.equal((await call(port, 'DELETE', `/connectors/${name}`)).status, 401);
     assert.equal((await call(port, 'POST', '/anything')).status, 401);
     assert.equal(
-      (await call(port, 'POST', `/connectors/${name}/snapshot`, { headers: bearer(TOKEN) })).status,
+      (await call(port, 'POST', `/connectors/${name}/nothing-here`, { headers: bearer(TOKEN) })).status,
       404,
+    );
+    // With the credential, the on-demand snapshot answers for itself (no tables named: 400).
+    assert.equal(
+      (await call(port, 'POST', `/connectors/${name}/snapshot`, { headers: bearer(TOKEN) })).status,
+      400,
     );
     // A wrong credential on an open read is still refused: the caller learns it is wrong.
     assert.equal((await call(port, 'GET', '/metrics', { headers: bearer(WRONG_TOKEN) })).status, 401);
