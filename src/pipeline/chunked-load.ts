@@ -14,38 +14,25 @@
 // Memory: at most snapshot.parallelism chunks are held, each cut at snapshot.chunkBytes.
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import type { ChangeEvent, Relation, Row, SnapshotMarker } from '../change/event.ts';
+import type { ChangeEvent, Relation, SnapshotMarker } from '../change/event.ts';
 import type { SnapshotState, TableProgress } from '../kafka/offsets.ts';
 import { publishedShape, relationFromCatalog, tableName, type TableRef } from '../postgres/catalog.ts';
-import type { PostgresEndpoint } from '../postgres/connection.ts';
 import { literal } from '../postgres/connection.ts';
 import { parseLsn, type Lsn } from '../postgres/lsn.ts';
 import type { LogicalDecodingMessage } from '../postgres/replication/pgoutput.ts';
 import { estimateRows, readChunk, readTable, type Chunk } from '../postgres/snapshot/reader.ts';
-import type { Logger } from '../worker/log.ts';
-import type { Checkpoint } from './checkpoint.ts';
 import { ChunkWindows, parseSnapshot } from './chunks.ts';
 import { WATERMARK_PREFIX } from './messages.ts';
-import type { PipelineSettings } from './settings.ts';
-import type { SnapshotProgress } from './snapshot.ts';
+import { snapshotEvent, snapshotMarker, type InitialLoadContext } from './snapshot.ts';
 
-export interface ChunkedLoadContext {
-  settings: PipelineSettings;
-  log: Logger;
-  endpoint: PostgresEndpoint;
-  checkpoint: Checkpoint;
-  progress: SnapshotProgress;
-  /** Rows acknowledged per table (the connector's stats). */
-  rows: Record<string, number>;
-  /** Encodes one event and hands its records to the sink. */
-  publish(event: ChangeEvent): Promise<void>;
-  /** The relation with its types loaded and its key decided. */
-  enrich(relation: Relation): Promise<Relation>;
-  /** Waits while paused; false when the wait ended because of a stop or a failure. */
-  whilePaused(): Promise<boolean>;
+/** What the chunked load needs of the connector: the exported load's context, and a way to fail. */
+export type ChunkedLoadContext = Pick<
+  InitialLoadContext,
+  'settings' | 'log' | 'endpoint' | 'checkpoint' | 'progress' | 'rows' | 'publish' | 'enrich' | 'whilePaused'
+> & {
   /** A reader failed: the run fails with it. */
   fail(err: unknown): void;
-}
+};
 
 interface PendingChunk {
   id: number;
@@ -213,7 +200,7 @@ export class ChunkedLoad {
       const last = i === outcome.rows.length - 1;
       const marker = this.#markerFor(i === 0 && tableFirst, last && chunk.end, last && lastOfLoad);
       await this.#ctx.publish(
-        readEvent(relation, outcome.rows[i]!, lsn, this.#startedAt, emitted.rows++, marker),
+        snapshotEvent(relation, outcome.rows[i]!, lsn, this.#startedAt, emitted.rows++, marker),
       );
     }
     // The next chunk reads after this one at once; the stored progress moves once its rows are durable.
@@ -246,11 +233,7 @@ export class ChunkedLoad {
     if (this.#marker === 'incremental') return 'incremental';
     const first = !this.#anyEmitted;
     this.#anyEmitted = true;
-    if (lastOfLoad) return 'last';
-    if (first) return 'first';
-    if (lastInTable) return 'last_in_data_collection';
-    if (firstInTable) return 'first_in_data_collection';
-    return 'true';
+    return snapshotMarker(first, lastOfLoad, firstInTable, lastInTable);
   }
 
   async #readTable(client: pg.Client, t: TableRef): Promise<void> {
@@ -342,7 +325,14 @@ export class ChunkedLoad {
         for (const row of batch) {
           const marker = this.#markerFor(rows === 0, false, false);
           await this.#ctx.publish(
-            readEvent(relation, row, parseLsn(this.#state.consistentPoint), this.#startedAt, rows++, marker),
+            snapshotEvent(
+              relation,
+              row,
+              parseLsn(this.#state.consistentPoint),
+              this.#startedAt,
+              rows++,
+              marker,
+            ),
           );
         }
         if (this.#halted || !(await this.#ctx.whilePaused())) return;
@@ -354,26 +344,4 @@ export class ChunkedLoad {
     this.#emitted.set(name, { rows, lastKey: null, done: true });
     this.#ctx.checkpoint.afterDurable(() => this.#acknowledge(name, stored));
   }
-}
-
-function readEvent(
-  relation: Relation,
-  row: Row,
-  lsn: Lsn,
-  nowMicros: bigint,
-  seq: number,
-  marker: SnapshotMarker,
-): ChangeEvent {
-  return {
-    op: 'r',
-    relation,
-    before: null,
-    after: row,
-    xid: null,
-    lsn,
-    commitLsn: lsn,
-    commitTimeMicros: nowMicros,
-    seq,
-    snapshot: marker,
-  };
 }

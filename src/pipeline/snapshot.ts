@@ -281,7 +281,15 @@ async function loadTables(
   return consistentPoint;
 }
 
-function snapshotEvent(relation: Relation, row: Row, lsn: Lsn, nowMicros: bigint, seq: number): ChangeEvent {
+/** A snapshot read of `row` (op 'r'), at `lsn`, read at `nowMicros`; one shape for every kind of load. */
+export function snapshotEvent(
+  relation: Relation,
+  row: Row,
+  lsn: Lsn,
+  nowMicros: bigint,
+  seq: number,
+  marker: SnapshotMarker = 'true',
+): ChangeEvent {
   return {
     op: 'r',
     relation,
@@ -292,7 +300,7 @@ function snapshotEvent(relation: Relation, row: Row, lsn: Lsn, nowMicros: bigint
     commitLsn: lsn,
     commitTimeMicros: nowMicros,
     seq,
-    snapshot: 'true',
+    snapshot: marker,
   };
 }
 

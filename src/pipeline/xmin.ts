@@ -28,6 +28,7 @@ import { describePgError, ident, type PostgresEndpoint } from '../postgres/conne
 import type { Logger } from '../worker/log.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import type { PipelineSettings } from './settings.ts';
+import { snapshotEvent } from './snapshot.ts';
 
 /** Rows per FETCH inside a chunk: what is held in memory at once, whatever the chunk size. */
 const FETCH_ROWS = 1_000;
@@ -302,20 +303,9 @@ function xminEvent(
   readAtMicros: bigint,
   seq: number,
 ): ChangeEvent {
-  return {
-    // What a consumer should do with it: upsert the row by its key, as with a snapshot read.
-    op: 'r',
-    relation,
-    before: null,
-    after: row,
-    xid: xid32,
-    lsn: 0n,
-    commitLsn: 0n,
-    commitTimeMicros: readAtMicros,
-    seq,
-    // Debezium's marker for a read of a row's current state outside the initial snapshot (its
-    // incremental snapshots): a record that may repeat, not a change decoded from the WAL.
-    snapshot: 'incremental',
-    xmin: xid8,
-  };
+  // op 'r': what a consumer should do with it is upsert the row by its key, as with a snapshot
+  // read; 'incremental' is Debezium's marker for a read of a row's current state outside the
+  // initial snapshot (its incremental snapshots): a record that may repeat, not a change decoded
+  // from the WAL.
+  return { ...snapshotEvent(relation, row, 0n, readAtMicros, seq, 'incremental'), xid: xid32, xmin: xid8 };
 }

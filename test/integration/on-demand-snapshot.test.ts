@@ -35,6 +35,9 @@ async function post(
   return { status: res.status, text: await res.text() };
 }
 
+/** Rows of the re-read table: enough chunks (of 25) that a stop lands inside its re-read. */
+const A_ROWS = 20_000;
+
 describe('on-demand snapshots', () => {
   const { db, reader } = stackSuite();
 
@@ -44,7 +47,7 @@ describe('on-demand snapshots', () => {
     const b = `${name}_b`;
     const c = `${name}_c`;
     await db.query(`CREATE TABLE ${a} (id int PRIMARY KEY, v text)`);
-    await db.query(`INSERT INTO ${a} SELECT g, 'a' || g FROM generate_series(1, 3000) g`);
+    await db.query(`INSERT INTO ${a} SELECT g, 'a' || g FROM generate_series(1, ${A_ROWS}) g`);
     await db.query(`CREATE TABLE ${b} (id int PRIMARY KEY, v text)`);
     await db.query(`INSERT INTO ${b} SELECT g, 'b' || g FROM generate_series(1, 200) g`);
     await db.query(`CREATE TABLE ${c} (id int PRIMARY KEY, v text)`);
@@ -105,21 +108,24 @@ describe('on-demand snapshots', () => {
       marked(await reader.read(topic(b)), 'incremental').length === 200 ? true : undefined,
     );
 
-    // 4. A restart in the middle of an on-demand snapshot goes on after its last chunk.
+    // 4. A restart in the middle of an on-demand snapshot goes on after its last chunk. Paused
+    // at once, so that the stop lands inside it however fast the machine reads.
     assert.equal((await post(port, name, 'POST', { tables: [`public.${a}`] })).status, 202);
+    const paused = await fetch(`http://127.0.0.1:${port}/connectors/${name}/pause`, { method: 'PUT' });
+    assert.equal(paused.status, 202);
     await logged(w, /"on-demand snapshot requested"/, 'the request', 2);
-    await eventually('part of the snapshot', async () =>
-      marked(await reader.read(topic(a)), 'incremental').length > 100 + 50 ? true : undefined,
-    );
     w.child.kill('SIGTERM');
     assert.equal(await exited(w.child), 0, w.output().slice(-2000));
     const before = marked(await reader.read(topic(a)), 'incremental').length - 100;
     w = spawnWorker(env);
-    await logged(w, /"chunked snapshot resumed"/, 'the resumed snapshot');
+    await logged(w, /"the chunked snapshot goes on after its last completed chunk"/, 'the resumed snapshot');
     await logged(w, /"snapshot completed"/, 'the resumed snapshot to complete');
     const reRead = marked(await reader.read(topic(a)), 'incremental').length - 100;
-    assert.ok(before < 3000, `the stop landed inside the snapshot (${before} rows before it)`);
-    assert.ok(reRead >= 3000 && reRead <= 3000 + 25, `each row once, but for one chunk at most: ${reRead}`);
+    assert.ok(before < A_ROWS, `the stop landed inside the snapshot (${before} rows before it)`);
+    assert.ok(
+      reRead >= A_ROWS && reRead <= A_ROWS + 25,
+      `each row once, but for one chunk at most: ${reRead}`,
+    );
 
     // 5. Cancel.
     assert.equal((await post(port, name, 'POST', { tables: [`public.${a}`] })).status, 202);
