@@ -66,6 +66,9 @@ describe('exactly-once on three brokers', () => {
       PGCDC_TOPICS_PARTITIONS: '3',
       PGCDC_KAFKA_BROKERS: cluster.brokers(),
       PGCDC_DELIVERY_MODE: process.env.PGCDC_TEST_EOS_MODE ?? 'exactly-once',
+      // The verdict wants each key's first record to be its read; a chunked load lets a change
+      // that overtakes its chunk come first (docs/snapshots.md), which is not what this tests.
+      PGCDC_SNAPSHOT_METHOD: 'exported',
       PGCDC_HTTP_PORT: '0',
       PGCDC_LOG_LEVEL: 'info',
       PGCDC_LOG_FORMAT: 'json',
