@@ -289,6 +289,11 @@ export class Connector {
     /** A chunked load to run while streaming: its state (kept by reference in the offset). */
     let load: SnapshotState | undefined;
     if (plan.kind === 'done') return;
+    // Every table's topic in bulk before the load, not one CreateTopics (and leader wait) per table
+    // (docs/performance.md "Many tables"); an empty table then has its topic too, so a later start
+    // does not take it for a table added to the selection.
+    if (plan.kind === 'snapshot' || (plan.kind === 'stream' && plan.load))
+      await this.#encoder.prepareTables(tables);
     if (plan.kind === 'snapshot' && (await this.#chunked(plan.resume !== undefined))) {
       ({ lsn: startLsn, state: load } = await beginChunkedLoad(
         { settings: s, log: this.#log, query, endpoint, checkpoint },
