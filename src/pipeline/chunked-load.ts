@@ -26,6 +26,9 @@ import { WATERMARK_PREFIX } from './messages.ts';
 import { snapshotEvent, snapshotMarker, type InitialLoadContext } from './snapshot.ts';
 
 /** What the chunked load needs of the connector: the exported load's context, and a way to fail. */
+/** Reads of one chunk in a row that the drop rule sent back before the load gives up. */
+const MAX_CHUNK_RETRIES = 50;
+
 export type ChunkedLoadContext = Pick<
   InitialLoadContext,
   'settings' | 'log' | 'endpoint' | 'checkpoint' | 'progress' | 'rows' | 'publish' | 'enrich' | 'whilePaused'
@@ -55,6 +58,8 @@ export class ChunkedLoad {
   /** Watermarks of this process only: a replayed one from an earlier run is not ours. */
   #run = randomUUID();
   #halted = false;
+  /** Per table, why its last chunk was read again (for the error when that keeps happening). */
+  #retryReason = new Map<string, string>();
   #cancelled = false;
   #startedAt = BigInt(Date.now()) * 1000n;
   /** Whether the first row of the load was emitted (Debezium's 'first' marker). */
@@ -189,6 +194,7 @@ export class ChunkedLoad {
     const outcome = this.#windows.close(pending.id, pending.chunk.rows, pending.relation);
     if (outcome.kind === 'retry') {
       this.#ctx.log.debug('chunk read again', { table: pending.table, reason: outcome.reason });
+      this.#retryReason.set(pending.table, outcome.reason);
       pending.done.resolve(false);
       return;
     }
@@ -250,6 +256,7 @@ export class ChunkedLoad {
       await this.#readWithoutKey(client, name, relation, rowFilter ? `(${rowFilter})` : null);
       return;
     }
+    let retries = 0;
     while (!this.#halted) {
       if (!(await this.#ctx.whilePaused())) return;
       const after = this.#emitted.get(name)!.lastKey;
@@ -281,7 +288,16 @@ export class ChunkedLoad {
         );
         await client.query('COMMIT');
         if (this.#halted) return;
-        if (!(await done.promise)) continue; // read again (or halted)
+        if (!(await done.promise)) {
+          // Read again (or halted). A chunk that never gets through would otherwise spin here.
+          if (++retries >= MAX_CHUNK_RETRIES && !this.#halted) {
+            throw new Error(
+              `snapshot of ${name}: the chunk after key ${JSON.stringify(after)} was read ${retries} times and never emitted (last: ${this.#retryReason.get(name) ?? 'unknown'}); set snapshot.method=exported for this connector and report it`,
+            );
+          }
+          continue;
+        }
+        retries = 0;
       } catch (err) {
         this.#windows.discard(id);
         this.#pending.delete(id);
