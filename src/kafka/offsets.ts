@@ -114,7 +114,18 @@ export class OffsetStore {
     try {
       await admin.connect();
       if (!(await admin.listTopics()).includes(this.topic)) return null;
-      const partitions = await admin.fetchTopicOffsets(this.topic);
+      // kafkajs answers [] when its metadata lacks the topic's partitions for a moment (a topic
+      // created a moment ago, a metadata refresh that failed); that is not "nothing stored", which
+      // would send the connector into a new snapshot or a refusal: ask again, then fail retriably.
+      let partitions = await admin.fetchTopicOffsets(this.topic);
+      for (let attempt = 1; partitions.length === 0 && attempt < 5; attempt++) {
+        await sleep(200 * attempt);
+        partitions = await admin.fetchTopicOffsets(this.topic);
+      }
+      if (partitions.length === 0)
+        throw new ConnectionLost(
+          `the offsets topic ${this.topic} exists but Kafka reported no partitions for it`,
+        );
       // Partitions with nothing left to read (empty, or everything already removed) are skipped.
       remaining = new Map(
         partitions.filter((p) => BigInt(p.high) > BigInt(p.low)).map((p) => [p.partition, BigInt(p.high)]),
