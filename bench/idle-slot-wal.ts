@@ -6,8 +6,9 @@
 //
 //   node bench/idle-slot-wal.ts [--seconds 60] [--heartbeat-ms 10000]
 import { parseArgs } from 'node:util';
-import { exited, freePort, spawnWorker } from '../test/support/cli.ts';
-import { dropTestSlots, eventually, pgClient, uniqueName, workerEnv } from '../test/support/pipeline.ts';
+import { exited } from '../test/support/cli.ts';
+import { idleSlotScene } from '../test/support/idle-slot.ts';
+import { dropTestSlots, pgClient } from '../test/support/pipeline.ts';
 import { parseLsn } from '../src/postgres/lsn.ts';
 
 const { values } = parseArgs({
@@ -28,37 +29,14 @@ interface Run {
 
 async function run(hb: number): Promise<Run> {
   const db = await pgClient();
-  const name = uniqueName(hb > 0 ? 'idlehb' : 'idlenohb');
-  const captured = `${name}_captured`;
-  const busy = `${name}_busy`;
-  const slot = `pgcdc_${name}`;
-  await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
-  await db.query(`CREATE TABLE ${busy} (id serial PRIMARY KEY, payload text)`);
-  const port = await freePort();
-  const w = spawnWorker(
-    workerEnv(name, {
-      PGCDC_TABLES_INCLUDE: `public.${captured}`,
-      PGCDC_SLOT_NAME: slot,
-      PGCDC_HEARTBEAT_INTERVAL_MS: String(hb),
-      PGCDC_HTTP_PORT: String(port),
-      PGCDC_HTTP_HOST: '127.0.0.1',
-    }),
-  );
-  await eventually(`streaming (worker output: ${w.output().slice(-2000)})`, async () => {
-    const res = await fetch(`http://127.0.0.1:${port}/connectors/${name}/status`).catch(() => null);
-    const body = res ? ((await res.json()) as { phase?: string }) : null;
-    return body?.phase === 'STREAMING' ? true : undefined;
-  });
-  let writing = true;
-  const writer = (async () => {
-    const c = await pgClient();
-    try {
-      while (writing)
-        await c.query(`INSERT INTO ${busy} (payload) SELECT repeat('x', 200) FROM generate_series(1, 50)`);
-    } finally {
-      await c.end();
-    }
-  })();
+  const {
+    slot,
+    captured,
+    busy,
+    worker: w,
+    startWriter,
+  } = await idleSlotScene(db, hb > 0 ? 'idlehb' : 'idlenohb', hb);
+  const stopWriter = startWriter();
   const current = async () =>
     parseLsn((await db.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l);
   const from = await current();
@@ -76,8 +54,7 @@ async function run(hb: number): Promise<Run> {
       out.retained.push(Number(rows[0]!.retained));
     }
   } finally {
-    writing = false;
-    await writer;
+    await stopWriter();
     w.child.kill('SIGTERM');
     await exited(w.child);
     out.writtenBytes = Number((await current()) - from);

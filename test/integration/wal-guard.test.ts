@@ -4,7 +4,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stackSuite } from '../support/connectors.ts';
 import { spawnWorker, exited, freePort } from '../support/cli.ts';
-import { eventually, pgClient, uniqueName, workerEnv } from '../support/pipeline.ts';
+import { eventually, uniqueName, workerEnv } from '../support/pipeline.ts';
+import { idleSlotScene } from '../support/idle-slot.ts';
 import { parseLsn } from '../../src/postgres/lsn.ts';
 
 describe('WAL-growth guard', () => {
@@ -21,40 +22,11 @@ describe('WAL-growth guard', () => {
     parseLsn((await db.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn);
 
   test('busy traffic outside the publication, none on the captured table: the slot advances (no heartbeats)', async () => {
-    const name = uniqueName('walg');
-    const captured = `${name}_captured`;
-    const busy = `${name}_busy`;
-    const slot = `pgcdc_${name}`;
-    await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
-    await db.query(`CREATE TABLE ${busy} (id serial PRIMARY KEY, payload text)`);
-    const port = await freePort();
-    const w = spawnWorker(
-      workerEnv(name, {
-        PGCDC_TABLES_INCLUDE: `public.${captured}`,
-        PGCDC_SLOT_NAME: slot,
-        PGCDC_HEARTBEAT_INTERVAL_MS: '0',
-        PGCDC_HTTP_PORT: String(port),
-        PGCDC_HTTP_HOST: '127.0.0.1',
-      }),
-    );
-    await eventually(`streaming (worker output: ${w.output().slice(-2000)})`, async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/connectors/${name}/status`).catch(() => null);
-      const body = res ? ((await res.json()) as { phase?: string }) : null;
-      return body?.phase === 'STREAMING' ? true : undefined;
-    });
+    const { slot, worker: w, startWriter } = await idleSlotScene(db, 'walg', 0);
     const initial = (await slotLsn(slot))!;
     assert.ok(initial > 0n);
 
-    let writing = true;
-    const writer = (async () => {
-      const c = await pgClient();
-      try {
-        while (writing)
-          await c.query(`INSERT INTO ${busy} (payload) SELECT repeat('x', 200) FROM generate_series(1, 50)`);
-      } finally {
-        await c.end();
-      }
-    })();
+    const stopWriter = startWriter();
     try {
       // Some WAL of the other table's traffic; the slot must move past it.
       await eventually('unrelated WAL written', async () =>
@@ -70,8 +42,7 @@ describe('WAL-growth guard', () => {
         90_000,
       );
     } finally {
-      writing = false;
-      await writer;
+      await stopWriter();
     }
     w.child.kill('SIGTERM');
     assert.equal(await exited(w.child), 0, w.output());
@@ -132,37 +103,13 @@ describe('WAL-growth guard', () => {
     heartbeatMs: number,
     seconds: number,
   ): Promise<{ lags: number[]; written: number }> => {
-    const name = uniqueName(heartbeatMs > 0 ? 'walhb' : 'walnohb');
-    const captured = `${name}_captured`;
-    const busy = `${name}_busy`;
-    const slot = `pgcdc_${name}`;
-    await db.query(`CREATE TABLE ${captured} (id int PRIMARY KEY)`);
-    await db.query(`CREATE TABLE ${busy} (id serial PRIMARY KEY, payload text)`);
-    const port = await freePort();
-    const w = spawnWorker(
-      workerEnv(name, {
-        PGCDC_TABLES_INCLUDE: `public.${captured}`,
-        PGCDC_SLOT_NAME: slot,
-        PGCDC_HEARTBEAT_INTERVAL_MS: String(heartbeatMs),
-        PGCDC_HTTP_PORT: String(port),
-        PGCDC_HTTP_HOST: '127.0.0.1',
-      }),
-    );
-    await eventually(`streaming (worker output: ${w.output().slice(-2000)})`, async () => {
-      const res = await fetch(`http://127.0.0.1:${port}/connectors/${name}/status`).catch(() => null);
-      const body = res ? ((await res.json()) as { phase?: string }) : null;
-      return body?.phase === 'STREAMING' ? true : undefined;
-    });
-    let writing = true;
-    const writer = (async () => {
-      const c = await pgClient();
-      try {
-        while (writing)
-          await c.query(`INSERT INTO ${busy} (payload) SELECT repeat('x', 200) FROM generate_series(1, 50)`);
-      } finally {
-        await c.end();
-      }
-    })();
+    const {
+      slot,
+      busy,
+      worker: w,
+      startWriter,
+    } = await idleSlotScene(db, heartbeatMs > 0 ? 'walhb' : 'walnohb', heartbeatMs);
+    const stopWriter = startWriter();
     const lags: number[] = [];
     const from = await currentLsn();
     try {
@@ -172,8 +119,7 @@ describe('WAL-growth guard', () => {
         lags.push(Number((await currentLsn()) - lsn));
       }
     } finally {
-      writing = false;
-      await writer;
+      await stopWriter();
       w.child.kill('SIGTERM');
       assert.equal(await exited(w.child), 0, w.output());
       await db.query(`DROP TABLE ${busy}`);
