@@ -20,6 +20,7 @@ import {
   uniqueName,
   workerConfig,
   type DecodedRecord,
+  serverEnv,
 } from '../support/pipeline.ts';
 
 const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
@@ -28,17 +29,6 @@ export function matrixMajors(env = process.env.PGCDC_PG_MATRIX): number[] {
   if (!env) return [14, 16, 17, 18];
   if (env === 'all') return PG_MAJORS;
   return env.split(',').map((v) => Number(v.trim()));
-}
-
-/** The connector settings that point a worker at a matrix server instead of the stack's. */
-export function serverEnv(s: MatrixServer): Record<string, string> {
-  return {
-    PGCDC_POSTGRES_HOST: s.host,
-    PGCDC_POSTGRES_PORT: String(s.port),
-    PGCDC_POSTGRES_USER: s.user,
-    PGCDC_POSTGRES_PASSWORD: s.password,
-    PGCDC_POSTGRES_DATABASE: s.database,
-  };
 }
 
 const TYPES = `id int PRIMARY KEY, i8 int8, n numeric(10,2), f8 float8, b bool, t text, d date,

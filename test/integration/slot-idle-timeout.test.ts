@@ -7,7 +7,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { exited, freePort, killWorkers, spawnWorker, type WorkerProcess } from '../support/cli.ts';
-import { dropTestSlots, eventually, uniqueName, workerEnv } from '../support/pipeline.ts';
+import { dropTestSlots, eventually, serverEnv, uniqueName, workerEnv } from '../support/pipeline.ts';
 import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
 
 /** The exit code, or 'still running' after `ms` (a worker that should have stopped and did not). */
@@ -44,11 +44,7 @@ describe('idle_replication_slot_timeout', () => {
       await pgs.query(`INSERT INTO ${table} VALUES (1)`);
       const env = (extra: Record<string, string>) =>
         workerEnv(name, {
-          PGCDC_POSTGRES_HOST: pgs.host,
-          PGCDC_POSTGRES_PORT: String(pgs.port),
-          PGCDC_POSTGRES_USER: pgs.user,
-          PGCDC_POSTGRES_PASSWORD: pgs.password,
-          PGCDC_POSTGRES_DATABASE: pgs.database,
+          ...serverEnv(pgs),
           PGCDC_TABLES_INCLUDE: `public.${table}`,
           PGCDC_SLOT_NAME: slot,
           PGCDC_LOG_FORMAT: 'json',

@@ -12,7 +12,7 @@ import { defaultSlotName } from '../../src/config/names.ts';
 import { runPreflight } from '../../src/postgres/preflight.ts';
 import { formatLine } from '../../src/postgres/preflight/result.ts';
 import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
-import { TopicReader, eventually, uniqueName, workerConfig } from '../support/pipeline.ts';
+import { TopicReader, eventually, serverEnv, uniqueName, workerConfig } from '../support/pipeline.ts';
 
 const log = createLogger({ connector: 'test', level: 'warn', format: 'json' });
 const majors = (process.env.PGCDC_PG_STANDBY ?? '16')
@@ -42,11 +42,7 @@ describe('logical decoding on a standby', { concurrency: false }, () => {
         (await standby.query(`SELECT to_regclass('${table}') AS t`)).rows[0]?.t ? true : undefined,
       );
       const env = {
-        PGCDC_POSTGRES_HOST: standby.host,
-        PGCDC_POSTGRES_PORT: String(standby.port),
-        PGCDC_POSTGRES_USER: standby.user,
-        PGCDC_POSTGRES_PASSWORD: standby.password,
-        PGCDC_POSTGRES_DATABASE: standby.database,
+        ...serverEnv(standby),
         PGCDC_TABLES_INCLUDE: `public.${table}`,
         PGCDC_PUBLICATION_NAME: `${name}_pub`,
         PGCDC_PUBLICATION_AUTO_CREATE: 'false',

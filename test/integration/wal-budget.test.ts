@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { stackSuite } from '../support/connectors.ts';
 import { exited, freePort, spawnWorker, type WorkerProcess } from '../support/cli.ts';
-import { eventually, uniqueName, workerEnv } from '../support/pipeline.ts';
+import { eventually, serverEnv, uniqueName, workerEnv } from '../support/pipeline.ts';
 import { startMatrixServer, type MatrixServer } from '../../deploy/local/pg-versions.ts';
 
 /** The exit code, or 'still running' after `ms` (a worker that should have stopped and did not). */
@@ -159,11 +159,7 @@ describe('WAL budget', () => {
       await pgs.query(`INSERT INTO ${table} VALUES (1), (2)`);
       const env = (extra: Record<string, string>) =>
         workerEnv(name, {
-          PGCDC_POSTGRES_HOST: pgs.host,
-          PGCDC_POSTGRES_PORT: String(pgs.port),
-          PGCDC_POSTGRES_USER: pgs.user,
-          PGCDC_POSTGRES_PASSWORD: pgs.password,
-          PGCDC_POSTGRES_DATABASE: pgs.database,
+          ...serverEnv(pgs),
           PGCDC_TABLES_INCLUDE: `public.${table}`,
           PGCDC_SLOT_NAME: slot,
           PGCDC_EXIT_ON_FAILURE_AFTER: '0',

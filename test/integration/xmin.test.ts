@@ -29,6 +29,7 @@ import {
   workerConfig,
   workerEnv,
   type DecodedRecord,
+  serverEnv,
 } from '../support/pipeline.ts';
 
 /** 16 by default: CI installs its binaries for the standby-decoding test already; 14 and 15 work too. */
@@ -343,11 +344,7 @@ describe('capture.method xmin', () => {
     );
     const env = {
       ...XMIN,
-      PGCDC_POSTGRES_HOST: standby.host,
-      PGCDC_POSTGRES_PORT: String(standby.port),
-      PGCDC_POSTGRES_USER: standby.user,
-      PGCDC_POSTGRES_PASSWORD: standby.password,
-      PGCDC_POSTGRES_DATABASE: standby.database,
+      ...serverEnv(standby),
       PGCDC_TABLES_INCLUDE: `public.${table}`,
     };
     const report = await runPreflight(workerConfig(name, env));
@@ -402,11 +399,7 @@ describe('capture.method xmin', () => {
     await standby.reload(['hot_standby_feedback = off', 'max_standby_streaming_delay = 0']);
     const env = {
       ...XMIN,
-      PGCDC_POSTGRES_HOST: standby.host,
-      PGCDC_POSTGRES_PORT: String(standby.port),
-      PGCDC_POSTGRES_USER: standby.user,
-      PGCDC_POSTGRES_PASSWORD: standby.password,
-      PGCDC_POSTGRES_DATABASE: standby.database,
+      ...serverEnv(standby),
       PGCDC_TABLES_INCLUDE: `public.${table}`,
       // One slow chunk: a send of 20 records at a time keeps its snapshot open for seconds.
       PGCDC_CAPTURE_XMIN_CHUNK_ROWS: String(rows),

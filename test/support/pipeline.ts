@@ -281,3 +281,20 @@ export function replayByKey(
   }
   return state;
 }
+
+/** The connector settings that point a worker at a matrix server instead of the stack's. */
+export function serverEnv(s: {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}): Record<string, string> {
+  return {
+    PGCDC_POSTGRES_HOST: s.host,
+    PGCDC_POSTGRES_PORT: String(s.port),
+    PGCDC_POSTGRES_USER: s.user,
+    PGCDC_POSTGRES_PASSWORD: s.password,
+    PGCDC_POSTGRES_DATABASE: s.database,
+  };
+}
