@@ -280,7 +280,12 @@ export class Connector {
       { settings: s, log: this.#log, query, replication: () => endpoint.connect({ replication: true }) },
       stored,
     );
-    this.#log.info('start plan', { plan: plan.kind, slot: s.slot.name, storedLsn: stored?.lsn ?? null });
+    this.#log.info('start plan', {
+      plan: plan.kind,
+      slot: s.slot.name,
+      storedLsn: stored?.lsn ?? null,
+      ...(stored?.txCommitLsn ? { storedTxCommitLsn: stored.txCommitLsn, storedTxSeq: stored.txSeq } : {}),
+    });
     this.#timers.push(
       setInterval(() => void checkpoint.write().catch((e) => this.#fail(e)), s.offsets.commitIntervalMs),
     );
@@ -419,7 +424,7 @@ export class Connector {
           }
           // Positions lie between messages (a key-changing update is two events of one message).
           const open = transactions.open!;
-          if (open.seq % PARTIAL_PROGRESS_EVERY === 0) {
+          if (!transactions.replaying && open.seq % PARTIAL_PROGRESS_EVERY === 0) {
             const commitLsn = formatLsn(open.commitLsn);
             const handled = open.seq;
             checkpoint.afterDurable(() => ({ txCommitLsn: commitLsn, txSeq: handled }));

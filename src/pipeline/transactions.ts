@@ -62,9 +62,24 @@ export class Transactions {
     this.#opts = opts;
   }
 
-  /** The open transaction's position (every change below seq handed out or skipped); null between transactions. */
+  /**
+   * The open transaction's position (every change below seq handed out, or durable before a
+   * restart); null between transactions. Never behind the resumed position: while a replayed
+   * transaction's durable prefix is skipped, the end of that prefix is the position. Storing the
+   * count skipped so far instead moved the stored offset back, and a crash then published again
+   * what Kafka already had (the exactly-once test's 200,000-row transaction caught it).
+   */
   get open(): TxPosition | null {
-    return this.#tx ? { commitLsn: this.#tx.commitLsn, seq: this.#tx.seq } : null;
+    const tx = this.#tx;
+    return tx ? { commitLsn: tx.commitLsn, seq: Math.max(tx.seq, tx.skipBelow) } : null;
+  }
+
+  /**
+   * True while the open transaction is replaying its durable prefix: no message of it has been
+   * handed out since the restart, so there is no new position to store.
+   */
+  get replaying(): boolean {
+    return this.#tx !== null && this.#tx.seq <= this.#tx.skipBelow;
   }
 
   /** The open transaction's xid; null between transactions. */

@@ -7,6 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultSlotName } from '../../src/config/names.ts';
+import { parseLsn as lsnValue } from '../../src/postgres/lsn.ts';
 import { stackSuite } from '../support/connectors.ts';
 import { spawnWorker, exited } from '../support/cli.ts';
 import { CommittedReader, verdict, type Verdict } from '../support/committed-reader.ts';
@@ -231,7 +232,10 @@ describe('exactly-once delivery', () => {
       PGCDC_DELIVERY_MODE: MODE,
       PGCDC_HTTP_PORT: '0',
     });
-    const first = spawnWorker(env);
+    // Every worker's log, shown when the verdict fails: where each one resumed and stopped.
+    const logs: Array<() => string> = [];
+    const first = spawnWorker({ ...env, PGCDC_LOG_LEVEL: 'info', PGCDC_LOG_FORMAT: 'json' });
+    logs.push(first.output);
     await db.query(`INSERT INTO ${table} VALUES (0, 0)`);
     await eventually('streaming', async () =>
       (await reader.readRaw(topic, 30_000)).length >= 1 ? true : undefined,
@@ -242,12 +246,41 @@ describe('exactly-once delivery', () => {
     await exited(first.child);
     for (let i = 1; i < KILLS_BIG_TX; i++) {
       const { child, output } = spawnWorker({ ...env, PGCDC_LOG_LEVEL: 'info', PGCDC_LOG_FORMAT: 'json' });
+      logs.push(output);
       await untilLogged(output, /"streaming"/, 'the worker to stream');
       await sleep(300 + Math.floor(Math.random() * 2500));
       child.kill('SIGKILL');
       await exited(child);
     }
-    const v = await finish(env, topic, table, '200k-row transaction');
+    // Where each worker resumed, shown with any failure below.
+    const resumed = () =>
+      logs
+        .map(
+          (o, i) =>
+            `worker ${i}: ${o()
+              .split('\n')
+              .filter((l) => /start plan/.test(l))
+              .join(' | ')}`,
+        )
+        .join('\n');
+    const v = await finish(env, topic, table, '200k-row transaction').catch((e: Error) => {
+      throw new Error(`${e.message}\n${resumed()}`);
+    });
+    // The stored position never moves back: a worker replaying the transaction's durable prefix
+    // once stored how much of it it had skipped so far, and a kill after that commit duplicated
+    // the rest of the prefix. Checked on every committed offset record, not only by luck of a kill.
+    const positions = (await reader.readRaw(env.PGCDC_OFFSETS_TOPIC!))
+      .filter((r) => r.value)
+      .map((r) => JSON.parse(r.value!.toString()) as { lsn: string; txCommitLsn?: string; txSeq?: number });
+    const point = (o: (typeof positions)[number]): [bigint, number] =>
+      o.txCommitLsn ? [lsnValue(o.txCommitLsn), o.txSeq ?? 0] : [lsnValue(o.lsn), -1];
+    for (let i = 1; i < positions.length; i++) {
+      const [a, b] = [point(positions[i - 1]!), point(positions[i]!)];
+      assert.ok(
+        b[0] > a[0] || (b[0] === a[0] && b[1] >= a[1]),
+        `committed offset ${i} moved back: ${JSON.stringify(positions[i - 1])} then ${JSON.stringify(positions[i])}\n${resumed()}`,
+      );
+    }
     assert.equal(v.records, 200_001);
     console.log(`# 200k-row transaction: ${KILLS_BIG_TX} kills, ${v.records} records, 0 duplicates`);
   });

@@ -79,6 +79,25 @@ describe('transactions', () => {
     assert.deepEqual(run(t, 200n, [insert(A, '4')]), ['ca:4@0'], 'a later transaction is not skipped');
   });
 
+  it('never reports a position behind the resumed one while it replays the durable prefix', () => {
+    // A position stored while the prefix is skipped must not move the offset back: a crash then
+    // would publish again what Kafka already has.
+    const t = decoder({ commitLsn: 100n, seq: 3 });
+    t.begin(begin(100n) as Extract<PgoutputMessage, { tag: 'begin' }>);
+    const change = (id: string) =>
+      t.changes(insert(A, id) as Extract<PgoutputMessage, { tag: 'insert' }>, 1n).map((e) => e.seq);
+    assert.deepEqual(change('1'), []);
+    assert.deepEqual(t.open, { commitLsn: 100n, seq: 3 }, 'one message skipped: still the resumed position');
+    assert.equal(t.replaying, true);
+    assert.deepEqual(change('2'), []);
+    assert.deepEqual(change('3'), []);
+    assert.deepEqual(t.open, { commitLsn: 100n, seq: 3 });
+    assert.equal(t.replaying, true, 'the prefix is skipped, nothing new handed out yet');
+    assert.deepEqual(change('4'), [3]);
+    assert.deepEqual(t.open, { commitLsn: 100n, seq: 4 });
+    assert.equal(t.replaying, false);
+  });
+
   it('counts unselected changes in the position so a resume skips the same ones', () => {
     const t = decoder(null, (r) => r.table === 'a');
     assert.deepEqual(run(t, 100n, [insert(B, '1'), insert(A, '2'), insert(B, '3')]), ['ca:2@1']);
