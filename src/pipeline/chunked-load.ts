@@ -35,7 +35,27 @@ export type ChunkedLoadContext = Pick<
 > & {
   /** A reader failed: the run fails with it. */
   fail(err: unknown): void;
+  /**
+   * Prepares the relations' schemas (registry subjects) ahead of their first rows. Optional; a
+   * failure here is not the load's: the first row prepares its relation again and fails there.
+   */
+  prepare?(relations: Relation[]): Promise<void>;
 };
+
+/** What a table's read needs from the catalog, read ahead of it by the planner. */
+interface TablePlan {
+  relation: Relation;
+  rowFilter: string | null;
+  estimatedRows: number;
+}
+
+/**
+ * How many tables the planner reads ahead of the readers: enough to hide its round trips behind
+ * theirs with many small tables, few enough that a relation is not read long before its rows.
+ */
+const PLAN_AHEAD = 32;
+/** Relations handed to prepare() at once. */
+const PREPARE_BATCH = 8;
 
 interface PendingChunk {
   id: number;
@@ -67,6 +87,13 @@ export class ChunkedLoad {
   #marker: 'initial' | 'incremental';
   /** Per table, what was handed to the sink so far (ahead of the stored progress until durable). */
   #emitted = new Map<string, { rows: number; lastKey: Array<string | null> | null; done: boolean }>();
+  /** Per table, its catalog reads: begun by the planner ahead of the readers, or by the reader. */
+  #plans = new Map<string, Promise<TablePlan>>();
+  /** Tables the readers have taken so far; the planner stays within PLAN_AHEAD of it. */
+  #taken = 0;
+  #tookTable = Promise.withResolvers<void>();
+  /** False once the readers are done: the planner stops. */
+  #planning = false;
   failpoint: LoadFailpoint | null = null;
 
   /**
@@ -124,16 +151,30 @@ export class ChunkedLoad {
       chunkRows: s.snapshot.batchSize,
       chunkBytes: this.#chunkBytes,
     });
+    const order = [...queue];
     const reader = async (): Promise<void> => {
       const client = await this.#ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot` });
       try {
-        for (let t = queue.shift(); t && !this.#halted; t = queue.shift()) await this.#readTable(client, t);
+        for (let t = queue.shift(); t && !this.#halted; t = queue.shift()) {
+          this.#taken++;
+          this.#tookTable.resolve();
+          await this.#readTable(client, t);
+        }
       } finally {
         await client.end().catch(() => undefined);
       }
     };
     const readers = Array.from({ length: Math.max(1, Math.min(this.#parallelism, queue.length)) }, reader);
-    await Promise.all(readers);
+    this.#planning = order.length > this.#parallelism;
+    const planning = this.#planning ? this.#planAhead(order) : Promise.resolve();
+    try {
+      await Promise.all(readers);
+    } finally {
+      // Readers done (or failed): the planner has nothing left to read ahead for.
+      this.#planning = false;
+      this.#tookTable.resolve();
+      await planning;
+    }
     if (this.#halted && !this.#cancelled) return 'halted';
     await new Promise<void>((resolve) =>
       this.#ctx.checkpoint.afterDurable(() => {
@@ -242,16 +283,82 @@ export class ChunkedLoad {
     return snapshotMarker(first, lastOfLoad, firstInTable, lastInTable);
   }
 
-  async #readTable(client: pg.Client, t: TableRef): Promise<void> {
+  /**
+   * Reads the catalog for the tables in `order` ahead of the readers, on a connection of its own,
+   * and prepares their schemas a batch at a time. With many small tables these per-table round
+   * trips (catalog queries, registry subjects), not the rows, were most of the load's time
+   * (docs/performance.md "Many tables"). Best effort: a table whose plan failed is planned again
+   * by its reader, which then fails with the error.
+   */
+  async #planAhead(order: TableRef[]): Promise<void> {
+    const s = this.#ctx.settings;
+    let client: pg.Client;
+    try {
+      client = await this.#ctx.endpoint.connect({ applicationName: `pgcdc-${s.name}-snapshot-plan` });
+    } catch {
+      return; // the readers plan their tables themselves
+    }
+    let preparing: Promise<void> = Promise.resolve();
+    let batch: Relation[] = [];
+    const flush = () => {
+      const relations = batch;
+      batch = [];
+      if (relations.length === 0 || !this.#ctx.prepare) return;
+      preparing = preparing.then(() => this.#ctx.prepare!(relations).catch(() => undefined));
+    };
+    try {
+      for (let i = 0; i < order.length && this.#planning && !this.#halted; i++) {
+        while (i >= this.#taken + PLAN_AHEAD && this.#planning && !this.#halted) {
+          flush();
+          this.#tookTable = Promise.withResolvers<void>();
+          await this.#tookTable.promise;
+        }
+        const name = tableName(order[i]!);
+        // Taken by a reader already (it plans the table itself), or the readers are done.
+        if (i < this.#taken || !this.#planning || this.#halted) continue;
+        const plan = this.#planTable(client, order[i]!);
+        this.#plans.set(name, plan);
+        const ok = await plan.then(
+          (p) => p,
+          () => {
+            this.#plans.delete(name);
+            return null;
+          },
+        );
+        if (!ok) continue;
+        batch.push(ok.relation);
+        if (batch.length >= PREPARE_BATCH) flush();
+      }
+      flush();
+      await preparing;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async #planTable(client: pg.Client, t: TableRef): Promise<TablePlan> {
     const s = this.#ctx.settings;
     const name = tableName(t);
     const shape = await publishedShape(client, s.publication.name, t);
     const relation = await this.#ctx.enrich(await relationFromCatalog(client, t, shape.columns));
+    const estimatedRows = await estimateRows(client, relation);
+    const rowFilter = [shape.rowFilter, this.#state.filters?.[name]].filter(Boolean).join(') AND (') || null;
+    return { relation, rowFilter, estimatedRows };
+  }
+
+  async #readTable(client: pg.Client, t: TableRef): Promise<void> {
+    const s = this.#ctx.settings;
+    const name = tableName(t);
+    const planned = this.#plans.get(name);
+    this.#plans.delete(name);
+    // A plan the planner could not make (its connection lost, say) is made here, where a failure
+    // is the load's.
+    const plan = (await planned?.catch(() => null)) ?? (await this.#planTable(client, t));
+    const { relation, rowFilter } = plan;
     const p = this.#ctx.progress.tables[name];
-    if (p) p.estimatedRows = await estimateRows(client, relation);
+    if (p) p.estimatedRows = plan.estimatedRows;
     this.#ctx.log.info('snapshot table', { table: name, estimatedRows: p?.estimatedRows ?? 0 });
     const keyNames = relation.columns.filter((c) => c.isKey).map((c) => c.name);
-    const rowFilter = [shape.rowFilter, this.#state.filters?.[name]].filter(Boolean).join(') AND (') || null;
     if (keyNames.length === 0) {
       await this.#readWithoutKey(client, name, relation, rowFilter ? `(${rowFilter})` : null);
       return;

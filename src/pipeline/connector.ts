@@ -656,6 +656,7 @@ export class Connector {
         enrich: (r) => this.#enrich(r),
         whilePaused: () => this.#whilePaused(),
         fail: (e) => this.#fail(e),
+        prepare: (relations) => this.#encoder!.prepare(relations),
       },
       state,
       tables,

@@ -258,3 +258,45 @@ test('the request queue schedules its first check without a negative timeout (no
   const patched = await schedulingWarnings(require(requestQueueFile) as RequestQueueClass);
   assert.deepEqual(patched, []);
 });
+
+// --- brokerPool: the metadata check before every send, a Set lookup instead of a scan ----------
+
+type BrokerPoolClass = {
+  prototype: { refreshMetadataIfNecessary(this: unknown, topics: string[]): Promise<unknown> };
+};
+const brokerPoolFile = require.resolve('kafkajs/src/cluster/brokerPool.js');
+
+/** Which checks ask for a refresh, for the same sequence of metadata and target topics. */
+async function refreshDecisions(pool: BrokerPoolClass): Promise<boolean[]> {
+  const decisions: boolean[] = [];
+  const metadataOf = (...topics: string[]) => ({ topicMetadata: topics.map((topic) => ({ topic })) });
+  const self: Record<string, unknown> = {
+    metadata: metadataOf('a', 'b'),
+    metadataExpireAt: Date.now() + 60_000,
+    refreshMetadata: async () => {
+      decisions[decisions.length - 1] = true;
+    },
+  };
+  const check = async (topics: string[]) => {
+    decisions.push(false);
+    await pool.prototype.refreshMetadataIfNecessary.call(self, topics);
+  };
+  await check(['a']); // known
+  await check(['a', 'b']); // known
+  await check(['a', 'c']); // c unknown
+  self.metadata = metadataOf('a', 'b', 'c'); // a refresh replaced the metadata
+  await check(['a', 'c']); // now known
+  self.metadata = metadataOf('a'); // replaced again, without b
+  await check(['b']); // unknown again
+  self.metadataExpireAt = Date.now() - 1;
+  await check(['a']); // expired
+  return decisions;
+}
+
+test('the metadata check answers as kafkajs does, with a Set rebuilt when the metadata is replaced', async () => {
+  const shipped = await refreshDecisions(loadUnpatched<BrokerPoolClass>(brokerPoolFile));
+  assert.deepEqual(shipped, [false, false, true, false, true, true]);
+  assert.deepEqual(await refreshDecisions(require(brokerPoolFile) as BrokerPoolClass), shipped);
+  const text = readFileSync(brokerPoolFile, 'utf8');
+  assert.doesNotMatch(text, /topicMetadata\.some\(/, 'no scan of the metadata per topic');
+});
