@@ -98,7 +98,17 @@ export function startWorker(env: Record<string, string>, opts: WorkerOptions = {
   const startedAt = now();
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'run'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: '--disable-warning=TimeoutNegativeWarning', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      // bench/run.ts --heap-mb: the heap cap the chart sets (helm values nodeOptions).
+      NODE_OPTIONS: [
+        '--disable-warning=TimeoutNegativeWarning',
+        ...(process.env.PGCDC_BENCH_HEAP_MB
+          ? [`--max-old-space-size=${process.env.PGCDC_BENCH_HEAP_MB}`]
+          : []),
+      ].join(' '),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const pid = child.pid!;

@@ -58,6 +58,7 @@ const USAGE = `npm run bench -- [options]
   --keep-topics         keep the benchmark topics (deleted by default)
   --delivery M          the worker's delivery.mode: at-least-once (default) or exactly-once
   --transaction-ms T    the worker's delivery.transactionMs (exactly-once; default pgcdc's)
+  --heap-mb H           run every worker with --max-old-space-size=H (the chart's default is 256)
 `;
 
 export interface BenchResult {
@@ -93,6 +94,7 @@ async function main(argv: string[]): Promise<number> {
       tables: { type: 'string' },
       delivery: { type: 'string' },
       'transaction-ms': { type: 'string' },
+      'heap-mb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -108,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
     return n;
   };
   const rows = int(values.rows, 1_000_000);
+  // Read by startWorker (lib.ts) for every worker of every scenario.
+  if (values['heap-mb']) process.env.PGCDC_BENCH_HEAP_MB = String(int(values['heap-mb'], 256));
   const repeat = int(values.repeat, rows <= 1_000_000 ? 3 : 1);
   const wanted = (values.scenario ?? 'all').split(',').map((s) => s.trim());
   const scenarios: Scenario[] = wanted.includes('all')
@@ -267,6 +271,7 @@ async function main(argv: string[]): Promise<number> {
         repeat,
         scenarios,
         snapshotBatchSize: batchSize,
+        heapMb: process.env.PGCDC_BENCH_HEAP_MB ? Number(process.env.PGCDC_BENCH_HEAP_MB) : null,
         worker: ctx.workerSettings,
         stream: {
           ...ctx.stream,

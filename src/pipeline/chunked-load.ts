@@ -47,6 +47,8 @@ interface TablePlan {
   relation: Relation;
   rowFilter: string | null;
   estimatedRows: number;
+  /** When the catalog was read (ms): a reader reads it again when the plan is older than PLAN_MAX_AGE_MS. */
+  readAt: number;
 }
 
 /**
@@ -54,6 +56,11 @@ interface TablePlan {
  * theirs with many small tables, few enough that a relation is not read long before its rows.
  */
 const PLAN_AHEAD = 32;
+/**
+ * A plan older than this is read again by its reader: with large tables the planner runs far
+ * ahead in time, and a relation read long before its rows could miss an ALTER TABLE made since.
+ */
+const PLAN_MAX_AGE_MS = 5_000;
 /** Relations handed to prepare() at once. */
 const PREPARE_BATCH = 8;
 
@@ -343,7 +350,7 @@ export class ChunkedLoad {
     const relation = await this.#ctx.enrich(await relationFromCatalog(client, t, shape.columns));
     const estimatedRows = await estimateRows(client, relation);
     const rowFilter = [shape.rowFilter, this.#state.filters?.[name]].filter(Boolean).join(') AND (') || null;
-    return { relation, rowFilter, estimatedRows };
+    return { relation, rowFilter, estimatedRows, readAt: Date.now() };
   }
 
   async #readTable(client: pg.Client, t: TableRef): Promise<void> {
@@ -352,8 +359,10 @@ export class ChunkedLoad {
     const planned = this.#plans.get(name);
     this.#plans.delete(name);
     // A plan the planner could not make (its connection lost, say) is made here, where a failure
-    // is the load's.
-    const plan = (await planned?.catch(() => null)) ?? (await this.#planTable(client, t));
+    // is the load's; so is one made too long ago.
+    const ahead = await planned?.catch(() => null);
+    const plan =
+      ahead && Date.now() - ahead.readAt < PLAN_MAX_AGE_MS ? ahead : await this.#planTable(client, t);
     const { relation, rowFilter } = plan;
     const p = this.#ctx.progress.tables[name];
     if (p) p.estimatedRows = plan.estimatedRows;
