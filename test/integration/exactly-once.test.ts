@@ -232,7 +232,7 @@ describe('exactly-once delivery', () => {
       PGCDC_DELIVERY_MODE: MODE,
       PGCDC_HTTP_PORT: '0',
     });
-    // Every worker's log, shown when the verdict fails: where each one resumed and stopped.
+    // Every worker's log: where each one resumed is shown with a failure below.
     const logs: Array<() => string> = [];
     const first = spawnWorker({ ...env, PGCDC_LOG_LEVEL: 'info', PGCDC_LOG_FORMAT: 'json' });
     logs.push(first.output);
