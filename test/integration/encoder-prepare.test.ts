@@ -3,7 +3,6 @@
 // again into another object. Real PostgreSQL catalog, Kafka and registry.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
 import type { ChangeEvent, Relation } from '../../src/change/event.ts';
 import { Topics } from '../../src/kafka/topics.ts';
 import { relationFromCatalog } from '../../src/postgres/catalog.ts';
@@ -11,21 +10,12 @@ import { TypeCatalog } from '../../src/postgres/types.ts';
 import { Encoder } from '../../src/pipeline/encoder.ts';
 import { Registry } from '../../src/registry/registry.ts';
 import { kafka } from '../support/stack.ts';
-import { stackSettings, uniqueName, workerConfig } from '../support/pipeline.ts';
+import { textPgClient, uniqueName, workerConfig } from '../support/pipeline.ts';
 
 test('encoder: prepare() registers ahead; the rows of an equal relation reuse it; a new table is prepared on its first row', async () => {
   const name = uniqueName('eprep');
   // pgcdc reads the catalog as text (its clients parse no types): the same here.
-  const s = stackSettings();
-  const db = new pg.Client({
-    host: s.pgHost,
-    port: s.pgPort,
-    user: s.pgUser,
-    password: s.pgPassword,
-    database: s.pgDatabase,
-    types: { getTypeParser: () => (v: string) => v },
-  });
-  await db.connect();
+  const db = await textPgClient();
   const admin = kafka().admin();
   await admin.connect();
   const tables = [`${name}_a`, `${name}_b`, `${name}_c`];

@@ -17,29 +17,18 @@ import {
   TopicReader,
   dropTestSlots,
   eventually,
-  stackSettings,
+  textPgClient,
   uniqueName,
   type DecodedRecord,
 } from '../support/pipeline.ts';
 
 const PLACEHOLDER = '__debezium_unavailable_value';
 
-/** A client that returns every value as PostgreSQL's text output (no parsing by node-pg). */
-async function rawClient(): Promise<pg.Client> {
-  const s = stackSettings();
-  const client = new pg.Client({
-    host: s.pgHost,
-    port: s.pgPort,
-    user: s.pgUser,
-    password: s.pgPassword,
-    database: s.pgDatabase,
-    options:
-      '-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex -c extra_float_digits=1',
-    types: { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig,
-  });
-  await client.connect();
-  return client;
-}
+/** Every value as PostgreSQL's text output, in fixed output formats. */
+const rawClient = (): Promise<pg.Client> =>
+  textPgClient(
+    '-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=iso_8601 -c bytea_output=hex -c extra_float_digits=1',
+  );
 
 interface Mode {
   decimal: 'precise' | 'string' | 'double';

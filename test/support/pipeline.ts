@@ -80,7 +80,7 @@ export function workerConfig(name: string, extra: Record<string, string> = {}): 
 }
 
 /** A client for the stack's database as its superuser, not yet connected. */
-export function newPgClient(): pg.Client {
+export function newPgClient(extra: pg.ClientConfig = {}): pg.Client {
   const s = stackSettings();
   return new pg.Client({
     host: s.pgHost,
@@ -88,11 +88,25 @@ export function newPgClient(): pg.Client {
     user: s.pgUser,
     password: s.pgPassword,
     database: s.pgDatabase,
+    ...extra,
   });
 }
 
 export async function pgClient(): Promise<pg.Client> {
   const client = newPgClient();
+  await client.connect();
+  return client;
+}
+
+/**
+ * A connected client that returns every value as PostgreSQL's text output (no parsing by
+ * node-pg), as pgcdc's own clients read the catalog; `options`: session settings (`-c k=v`).
+ */
+export async function textPgClient(options?: string): Promise<pg.Client> {
+  const client = newPgClient({
+    ...(options ? { options } : {}),
+    types: { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig,
+  });
   await client.connect();
   return client;
 }
