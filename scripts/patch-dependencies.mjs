@@ -76,6 +76,98 @@ export const patches = [
       Date.now() > this.metadataExpireAt ||
       !topics.every(topic => this.metadataTopics.names.has(topic))`,
   },
+  {
+    // kafkajs 2.2.4's murmur2 (the Java client's partitioner hash) runs on its BigInt-backed Long:
+    // four 64-bit multiplications and a Long allocation per 4 bytes of key, about 0.5 µs per
+    // record while streaming (docs/performance.md "kafkajs's per-record cost"). The Java original
+    // is 32-bit int arithmetic; Math.imul is that, so the hash (and every key's partition) is the
+    // same. test/unit/patch-dependencies.test.ts compares it with the shipped one.
+    file: 'node_modules/kafkajs/src/producer/partitioners/default/murmur2.js',
+    from: patchText('kafkajs-murmur2.from.js'),
+    to: patchText('kafkajs-murmur2.to.js'),
+  },
+  {
+    // kafkajs 2.2.4's CRC32C reads one byte per table lookup; the same table extended to eight
+    // (slice-by-8, the usual software CRC) reads eight bytes per step, same checksum.
+    file: 'node_modules/kafkajs/src/protocol/recordBatch/crc32C/crc32C.js',
+    from: `const crc32C = buffer => {
+  let crc = 0 ^ -1
+  for (let i = 0; i < buffer.length; i++) {
+    crc = T[(crc ^ buffer[i]) & 0xff] ^ (crc >>> 8)
+  }
+
+  return (crc ^ -1) >>> 0
+}`,
+    to: patchText('kafkajs-crc32C.to.js'),
+  },
+  {
+    // kafkajs 2.2.4's encoder zero-fills every buffer it allocates (a 512-byte one per record,
+    // then every doubling of the request's), though it only ever exposes buf.slice(0, offset),
+    // the bytes it wrote: allocUnsafe gives the same output without the fill.
+    file: 'node_modules/kafkajs/src/protocol/encoder.js',
+    from: `  constructor(initialSize = 511) {
+    this.buf = Buffer.alloc(Encoder.nextPowerOfTwo(initialSize))`,
+    to: `  constructor(initialSize = 511) {
+    this.buf = Buffer.allocUnsafe(Encoder.nextPowerOfTwo(initialSize))`,
+  },
+  {
+    file: 'node_modules/kafkajs/src/protocol/encoder.js',
+    from: `      const newBuffer = Buffer.alloc(newLength)`,
+    to: `      const newBuffer = Buffer.allocUnsafe(newLength)`,
+  },
+  {
+    // kafkajs 2.2.4 writes each varint by building an array of its bytes and copying a
+    // Buffer.from(array) of it: five to six Buffers per record. The same bytes written in place.
+    file: 'node_modules/kafkajs/src/protocol/encoder.js',
+    from: `  writeUVarInt(value) {
+    const byteArray = []
+    while ((value & UNSIGNED_INT32_MAX_NUMBER) !== 0) {
+      byteArray.push((value & OTHER_BITS) | MOST_SIGNIFICANT_BIT)
+      value >>>= 7
+    }
+    byteArray.push(value & OTHER_BITS)
+    this.writeBufferInternal(Buffer.from(byteArray))
+    return this
+  }
+
+  writeVarLong(value) {
+    const byteArray = []`,
+    to: `  writeUVarInt(value) {
+    this.ensureAvailable(5)
+    while ((value & UNSIGNED_INT32_MAX_NUMBER) !== 0) {
+      this.buf[this.offset++] = (value & OTHER_BITS) | MOST_SIGNIFICANT_BIT
+      value >>>= 7
+    }
+    this.buf[this.offset++] = value & OTHER_BITS
+    return this
+  }
+
+  writeVarLong(value) {
+    // A number in the int32 range (a record's timestamp delta): its zigzag fits 32 bits, and
+    // the varint of that is the varlong's bytes; no Long arithmetic.
+    if (typeof value === 'number' && (value | 0) === value) {
+      return this.writeUVarInt(Encoder.encodeZigZag(value))
+    }
+    const byteArray = []`,
+  },
+  {
+    file: 'node_modules/kafkajs/src/protocol/encoder.js',
+    from: `  static sizeOfVarLong(value) {
+    let longValue`,
+    to: `  static sizeOfVarLong(value) {
+    if (typeof value === 'number' && (value | 0) === value) return Encoder.sizeOfVarInt(value)
+    let longValue`,
+  },
+  {
+    // kafkajs 2.2.4 starts every record's encoder at 512 bytes whatever its size (a larger record
+    // is then copied as the buffer doubles); the record's size is computed first, so it is the
+    // initial size.
+    file: 'node_modules/kafkajs/src/protocol/recordBatch/record/v0/index.js',
+    from: `  return new Encoder()
+    .writeVarInt(sizeOfBody)`,
+    to: `  return new Encoder(Encoder.sizeOfVarInt(sizeOfBody) + sizeOfBody)
+    .writeVarInt(sizeOfBody)`,
+  },
 ];
 
 /** Applies every patch; returns the files whose text was not the one its patch was written for. */

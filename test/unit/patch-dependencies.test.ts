@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 // @ts-expect-error plain JavaScript module without types (it runs before anything is built)
 import { patches } from '../../scripts/patch-dependencies.mjs';
@@ -299,4 +300,153 @@ test('the metadata check answers as kafkajs does, with a Set rebuilt when the me
   assert.deepEqual(await refreshDecisions(require(brokerPoolFile) as BrokerPoolClass), shipped);
   const text = readFileSync(brokerPoolFile, 'utf8');
   assert.doesNotMatch(text, /topicMetadata\.some\(/, 'no scan of the metadata per topic');
+});
+
+// --- the per-record encoding patches: same bytes as kafkajs as shipped ------------------------
+
+const kafkajsRoot = path.dirname(require.resolve('kafkajs/package.json'));
+
+/**
+ * A copy of kafkajs with every patch of its files reversed: kafkajs as shipped, whole, so a
+ * patched module and the shipped modules it requires are compared together.
+ */
+function shippedKafkajs(): NodeJS.Require {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kafkajs-shipped-'));
+  cpSync(kafkajsRoot, path.join(dir, 'kafkajs'), { recursive: true });
+  for (const p of patches as Patch[]) {
+    if (!p.file.startsWith('node_modules/kafkajs/')) continue;
+    const file = path.join(dir, p.file.replace('node_modules/', ''));
+    const text = readFileSync(file, 'utf8');
+    assert.ok(text.includes(p.to), `${p.file} is patched`);
+    writeFileSync(
+      file,
+      text.replace(p.to, () => p.from),
+    );
+  }
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return createRequire(path.join(dir, 'kafkajs', 'package.json'));
+}
+
+const shipped = shippedKafkajs();
+const patched = createRequire(path.join(kafkajsRoot, 'package.json'));
+
+/** Deterministic bytes (a seeded xorshift), so a failure can be replayed. */
+function random(seed: number): { int(n: number): number; bytes(n: number): Buffer } {
+  let x = seed;
+  const next = (): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+  return {
+    int: (n) => next() % n,
+    bytes: (n) => Buffer.from(Array.from({ length: n }, () => next() & 0xff)),
+  };
+}
+
+test('the murmur2 patch: the Java client hash of every key, as kafkajs computed it', () => {
+  type Murmur2 = (key: Buffer | string) => number;
+  const mine = patched('./src/producer/partitioners/default/murmur2.js') as Murmur2;
+  const theirs = shipped('./src/producer/partitioners/default/murmur2.js') as Murmur2;
+  assert.notEqual(mine.toString(), theirs.toString(), 'the shipped copy is unpatched');
+  // Kafka's own vectors (clients UtilsTest.testMurmur2).
+  assert.equal(mine(Buffer.from('21')), -973932308);
+  assert.equal(mine(Buffer.from('foobar')), -790332482);
+  assert.equal(mine(Buffer.from('a-little-bit-long-string')), -985981536);
+  assert.equal(mine(Buffer.from('abc')), 479470107);
+  const r = random(16);
+  for (let i = 0; i < 5_000; i++) {
+    const key = r.bytes(r.int(70));
+    assert.equal(mine(key), theirs(key), `key ${key.toString('hex')}`);
+  }
+  assert.equal(mine('a string key'), theirs('a string key'));
+});
+
+test('the crc32C patch (slice-by-8): the same checksum at every length and alignment', () => {
+  type Crc = (b: Buffer) => number;
+  const mine = patched('./src/protocol/recordBatch/crc32C/crc32C.js') as Crc;
+  const theirs = shipped('./src/protocol/recordBatch/crc32C/crc32C.js') as Crc;
+  assert.equal(mine(Buffer.from('123456789')), 0xe3069283); // the CRC-32C check value
+  const r = random(32);
+  const big = r.bytes(200_000);
+  for (let n = 0; n < 40; n++)
+    assert.equal(mine(big.subarray(3, 3 + n)), theirs(big.subarray(3, 3 + n)), `length ${n}`);
+  for (let i = 0; i < 200; i++) {
+    const from = r.int(1000);
+    const b = big.subarray(from, from + r.int(5000));
+    assert.equal(mine(b), theirs(b));
+  }
+  assert.equal(mine(big), theirs(big));
+});
+
+test('the encoder patches: varints, varlongs and whole produce requests byte for byte', async () => {
+  type Enc = {
+    writeVarLong(v: unknown): Enc;
+    writeVarInt(v: number): Enc;
+    buffer: Buffer;
+  } & Record<string, unknown>;
+  type EncClass = (new (size?: number) => Enc) & { sizeOfVarLong(v: unknown): number };
+  const Mine = patched('./src/protocol/encoder.js') as EncClass;
+  const Theirs = shipped('./src/protocol/encoder.js') as EncClass;
+  const Long = patched('./src/utils/long.js') as { fromValue(v: unknown): unknown };
+  const edges = [
+    0,
+    1,
+    -1,
+    63,
+    -64,
+    64,
+    127,
+    128,
+    2 ** 31 - 1,
+    -(2 ** 31),
+    2 ** 31,
+    -(2 ** 31) - 1,
+    2 ** 40,
+    -(2 ** 45),
+    2 ** 53 - 1,
+  ];
+  for (const v of [...edges, ...edges.filter(Number.isInteger).map((n) => Long.fromValue(n)), '12345']) {
+    assert.deepEqual(
+      new Mine().writeVarLong(v).buffer,
+      new Theirs().writeVarLong(v).buffer,
+      `varlong ${String(v)}`,
+    );
+    assert.equal(Mine.sizeOfVarLong(v), Theirs.sizeOfVarLong(v), `size of varlong ${String(v)}`);
+  }
+  for (const v of [0, 1, -1, 300, -300, 2 ** 31 - 1, -(2 ** 31), 2 ** 20])
+    assert.deepEqual(new Mine().writeVarInt(v).buffer, new Theirs().writeVarInt(v).buffer, `varint ${v}`);
+
+  type ProduceV3 = (args: Record<string, unknown>) => { encode(): Promise<{ buffer: Buffer }> };
+  const produceMine = patched('./src/protocol/requests/produce/v3/request.js') as ProduceV3;
+  const produceTheirs = shipped('./src/protocol/requests/produce/v3/request.js') as ProduceV3;
+  const r = random(48);
+  const now = Date.now();
+  const messages = Array.from({ length: 500 }, (_, i) => ({
+    key: i % 50 === 0 ? null : r.bytes(r.int(40)),
+    value: i % 70 === 0 ? null : r.bytes(r.int(i % 100 === 1 ? 3000 : 600)),
+    timestamp: now + r.int(2000),
+    ...(i % 30 === 0 && { headers: { '__debezium.newkey': `{"id":${i}}` } }),
+  }));
+  const args = {
+    acks: -1,
+    timeout: 30_000,
+    producerId: Long.fromValue(7),
+    producerEpoch: 1,
+    topicData: [
+      {
+        topic: 'db.public.t',
+        partitions: [{ partition: 0, firstSequence: 5, messages: messages.slice(0, 300) }],
+      },
+      {
+        topic: 'pgcdc-offsets',
+        partitions: [{ partition: 2, firstSequence: 0, messages: messages.slice(300) }],
+      },
+    ],
+  };
+  const mine = (await produceMine(args).encode()).buffer;
+  const theirs = (await produceTheirs(args).encode()).buffer;
+  assert.ok(mine.length > 100_000);
+  assert.deepEqual(mine, theirs);
 });

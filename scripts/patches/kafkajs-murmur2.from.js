@@ -1,0 +1,41 @@
+
+module.exports = key => {
+  const data = Buffer.isBuffer(key) ? key : Buffer.from(String(key))
+  const length = data.length
+
+  // Initialize the hash to a random value
+  let h = Long.fromValue(SEED.xor(length))
+  let length4 = Math.floor(length / 4)
+
+  for (let i = 0; i < length4; i++) {
+    const i4 = i * 4
+    let k =
+      (data[i4 + 0] & 0xff) +
+      ((data[i4 + 1] & 0xff) << 8) +
+      ((data[i4 + 2] & 0xff) << 16) +
+      ((data[i4 + 3] & 0xff) << 24)
+    k = Long.fromValue(k)
+    k = k.multiply(M)
+    k = k.xor(k.toInt() >>> R)
+    k = Long.fromValue(k).multiply(M)
+    h = h.multiply(M)
+    h = h.xor(k)
+  }
+
+  // Handle the last few bytes of the input array
+  switch (length % 4) {
+    case 3:
+      h = h.xor((data[(length & ~3) + 2] & 0xff) << 16)
+    case 2:
+      h = h.xor((data[(length & ~3) + 1] & 0xff) << 8)
+    case 1:
+      h = h.xor(data[length & ~3] & 0xff)
+      h = h.multiply(M)
+  }
+
+  h = h.xor(h.toInt() >>> 13)
+  h = h.multiply(M)
+  h = h.xor(h.toInt() >>> 15)
+
+  return h.toInt()
+}
