@@ -474,6 +474,7 @@ function build(r: Map<string, unknown>): PgcdcConfig {
         password: opt('kafka.sasl.password'),
       },
       compression: v('kafka.compression'),
+      producerThread: v('kafka.producerThread'),
     },
     registry: {
       url: v('registry.url'),
