@@ -107,10 +107,6 @@ export function startWorker(env: Record<string, string>, opts: WorkerOptions = {
           ? [`--max-old-space-size=${process.env.PGCDC_BENCH_HEAP_MB}`]
           : []),
       ].join(' '),
-      // bench/run.ts --producer-thread (kafka.producerThread); unset: the worker's default.
-      ...(process.env.PGCDC_KAFKA_PRODUCER_THREAD && {
-        PGCDC_KAFKA_PRODUCER_THREAD: process.env.PGCDC_KAFKA_PRODUCER_THREAD,
-      }),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

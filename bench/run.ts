@@ -59,7 +59,6 @@ const USAGE = `npm run bench -- [options]
   --delivery M          the worker's delivery.mode: at-least-once (default) or exactly-once
   --transaction-ms T    the worker's delivery.transactionMs (exactly-once; default pgcdc's)
   --heap-mb H           run every worker with --max-old-space-size=H (the chart's default is 256)
-  --producer-thread B   kafka.producerThread of every worker, true or false (default: the worker's, true)
 `;
 
 export interface BenchResult {
@@ -96,7 +95,6 @@ async function main(argv: string[]): Promise<number> {
       delivery: { type: 'string' },
       'transaction-ms': { type: 'string' },
       'heap-mb': { type: 'string' },
-      'producer-thread': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -114,11 +112,6 @@ async function main(argv: string[]): Promise<number> {
   const rows = int(values.rows, 1_000_000);
   // Read by startWorker (lib.ts) for every worker of every scenario.
   if (values['heap-mb']) process.env.PGCDC_BENCH_HEAP_MB = String(int(values['heap-mb'], 256));
-  if (values['producer-thread']) {
-    if (!['true', 'false'].includes(values['producer-thread']))
-      throw new Error(`--producer-thread: true or false, not ${values['producer-thread']}`);
-    process.env.PGCDC_KAFKA_PRODUCER_THREAD = values['producer-thread'];
-  }
   const repeat = int(values.repeat, rows <= 1_000_000 ? 3 : 1);
   const wanted = (values.scenario ?? 'all').split(',').map((s) => s.trim());
   const scenarios: Scenario[] = wanted.includes('all')
@@ -279,7 +272,6 @@ async function main(argv: string[]): Promise<number> {
         scenarios,
         snapshotBatchSize: batchSize,
         heapMb: process.env.PGCDC_BENCH_HEAP_MB ? Number(process.env.PGCDC_BENCH_HEAP_MB) : null,
-        producerThread: process.env.PGCDC_KAFKA_PRODUCER_THREAD ?? 'default (true)',
         worker: ctx.workerSettings,
         stream: {
           ...ctx.stream,

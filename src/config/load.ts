@@ -474,7 +474,6 @@ function build(r: Map<string, unknown>): PgcdcConfig {
         password: opt('kafka.sasl.password'),
       },
       compression: v('kafka.compression'),
-      producerThread: v('kafka.producerThread'),
     },
     registry: {
       url: v('registry.url'),

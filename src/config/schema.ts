@@ -295,10 +295,6 @@ export const schema = {
       }),
     },
     compression: oneOf('Compression of produced batches.', ['none', 'gzip'], 'none'),
-    producerThread: bool(
-      'At-least-once: encode and send records to Kafka on a thread of their own, so the second core does it while the first reads and converts (docs/performance.md). Off by default: on a 2-core machine shared with PostgreSQL and Kafka it was slower. Exactly-once always produces from the main thread.',
-      false,
-    ),
   },
   registry: {
     url: str('Confluent-compatible schema registry URL.', null, { required: true, check: checkUrl }),

@@ -89,7 +89,6 @@ export interface PgcdcConfig {
     ssl: { enabled: boolean; ca?: string; cert?: string; /** Sensitive. */ key?: string };
     sasl: { mechanism: SaslMechanism; username?: string; /** Sensitive. */ password?: string };
     compression: 'none' | 'gzip';
-    producerThread: boolean;
   };
   registry: {
     url: string;

@@ -5,10 +5,6 @@
 // One send is in flight at a time, so batches are acknowledged in the order they were pushed
 // and per-key order holds without relying on producer retries keeping order. While a batch is
 // in flight the next one fills up, so throughput comes from batch size, not concurrency.
-// A send function that itself sends one batch at a time, in the order it was given them, and
-// gives up on every later batch once one failed (the producer thread, producer-thread.ts) may
-// be handed several (maxInFlightBatches): they queue there instead of here, and the thread
-// never waits for this thread to notice an acknowledgement before it sends the next one.
 // Bytes accepted but not yet acknowledged are bounded: push() waits when the bound is reached,
 // which pauses whoever reads from PostgreSQL (backpressure instead of buffering).
 
@@ -29,11 +25,6 @@ export interface BatcherOptions {
   maxBatchBytes: number;
   /** Called once with the first send failure; the batcher accepts nothing after it. */
   onError: (err: Error) => void;
-  /**
-   * Batches handed to `send` before the first is acknowledged (default 1). More than 1 only for
-   * a send that sends them one at a time in order and fails every batch after a failed one.
-   */
-  maxInFlightBatches?: number;
 }
 
 interface Batch {
@@ -41,11 +32,9 @@ interface Batch {
   bytes: number;
   count: number;
   markers: Array<() => void>;
-  /** Acknowledged, waiting for the batches before it to be. */
-  acked: boolean;
 }
 
-const newBatch = (): Batch => ({ records: new Map(), bytes: 0, count: 0, markers: [], acked: false });
+const newBatch = (): Batch => ({ records: new Map(), bytes: 0, count: 0, markers: [] });
 
 export class Batcher {
   #send: SendBatch;
@@ -53,8 +42,7 @@ export class Batcher {
   #filling: Batch = newBatch();
   /** Batches waiting behind the one in flight (each at most maxBatchBytes). */
   #queued: Batch[] = [];
-  /** Handed to send and not yet acknowledged, oldest first. */
-  #inFlight: Batch[] = [];
+  #inFlight: Batch | null = null;
   #bytes = 0;
   #records = 0;
   #failed: Error | null = null;
@@ -102,13 +90,13 @@ export class Batcher {
    */
   mark(onDurable: () => void): void {
     if (this.#failed) return;
-    if (this.#idle()) {
+    if (this.#filling.count === 0 && this.#queued.length === 0 && this.#inFlight === null) {
       onDurable();
       return;
     }
     if (this.#filling.count === 0) {
       // Nothing new since the last sealed batch: the marker rides on that one.
-      const last = this.#queued.at(-1) ?? this.#inFlight.at(-1);
+      const last = this.#queued.at(-1) ?? this.#inFlight;
       last!.markers.push(onDurable);
       return;
     }
@@ -118,7 +106,8 @@ export class Batcher {
   /** Resolves when everything pushed so far is acknowledged; rejects on a send failure. */
   flush(): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
-    if (this.#idle()) return Promise.resolve();
+    if (this.#filling.count === 0 && this.#queued.length === 0 && this.#inFlight === null)
+      return Promise.resolve();
     return new Promise((resolve, reject) => this.#idleWaiters.push({ resolve, reject }));
   }
 
@@ -128,39 +117,27 @@ export class Batcher {
     this.#filling = newBatch();
   }
 
-  #idle(): boolean {
-    return this.#filling.count === 0 && this.#queued.length === 0 && this.#inFlight.length === 0;
-  }
-
   #pump(): void {
-    const max = this.#opts.maxInFlightBatches ?? 1;
-    while (this.#inFlight.length < max && !this.#failed) {
-      // A partly filled batch goes out only when nothing is in flight: otherwise it keeps filling.
-      if (this.#queued.length === 0 && this.#inFlight.length === 0) this.#seal();
-      const batch = this.#queued.shift();
-      if (!batch) return;
-      this.#inFlight.push(batch);
-      this.#send(batch.records).then(
-        () => this.#acknowledged(batch),
-        (err: unknown) => this.#fail(err instanceof Error ? err : new Error(String(err))),
-      );
-    }
+    if (this.#inFlight || this.#failed) return;
+    if (this.#queued.length === 0) this.#seal();
+    const batch = this.#queued.shift();
+    if (!batch) return;
+    this.#inFlight = batch;
+    this.#send(batch.records).then(
+      () => this.#acknowledged(batch),
+      (err: unknown) => this.#fail(err instanceof Error ? err : new Error(String(err))),
+    );
   }
 
   #acknowledged(batch: Batch): void {
-    if (this.#failed) return;
-    batch.acked = true;
-    // In push order: a batch's markers run only once every batch before it is acknowledged too.
-    while (this.#inFlight[0]?.acked) {
-      const done = this.#inFlight.shift()!;
-      this.#bytes -= done.bytes;
-      this.#records -= done.count;
-      this.acknowledgedRecords += done.count;
-      for (const m of done.markers) m();
-    }
+    this.#inFlight = null;
+    this.#bytes -= batch.bytes;
+    this.#records -= batch.count;
+    this.acknowledgedRecords += batch.count;
+    for (const m of batch.markers) m();
     this.#wake();
     this.#pump();
-    if (this.#idle()) {
+    if (!this.#inFlight && this.#filling.count === 0 && this.#queued.length === 0) {
       for (const w of this.#idleWaiters.splice(0)) w.resolve();
     }
   }
@@ -168,7 +145,7 @@ export class Batcher {
   #fail(err: Error): void {
     if (this.#failed) return;
     this.#failed = err;
-    this.#inFlight = [];
+    this.#inFlight = null;
     this.#wake();
     for (const w of this.#idleWaiters.splice(0)) w.reject(err);
     this.#opts.onError(err);

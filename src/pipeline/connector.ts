@@ -27,7 +27,6 @@ import { Encoder, topicFor } from './encoder.ts';
 import { planStart } from './plan.ts';
 import type { PipelineSettings } from './settings.ts';
 import { kafkaSink, type OutRecord, type Sink } from './sink.ts';
-import { ProducerThread } from '../kafka/producer-thread.ts';
 import { beginChunkedLoad, takeSnapshot, type SnapshotProgress } from './snapshot.ts';
 import { ChunkedLoad } from './chunked-load.ts';
 import type { SnapshotState } from '../kafka/offsets.ts';
@@ -78,7 +77,7 @@ export class Connector {
   #query: pg.Client | null = null;
   /** PostgreSQL connections (TLS negotiated once, SSH tunnel when configured). */
   #pg: PostgresEndpoint | null = null;
-  #producer: Producer | ProducerThread | null = null;
+  #producer: Producer | null = null;
   #admin: Admin | null = null;
   #sink: Sink | null = null;
   #checkpoint: Checkpoint | null = null;
@@ -224,18 +223,8 @@ export class Connector {
       transactionMaxBytes: 16 << 20,
     };
     const exactlyOnce = delivery.mode === 'exactly-once';
-    // At-least-once produces from a thread of its own when kafka.producerThread is true (off by default).
-    const producer = exactlyOnce
-      ? transactionalProducer(kafka, txId)
-      : s.kafka.producerThread === true
-        ? new ProducerThread(s.kafka, {
-            compression: s.kafka.compression,
-            log: this.#log,
-            onRetry: () => this.#observer.onKafkaRetry?.(),
-          })
-        : durableProducer(kafka);
-    this.#producer = producer;
-    await connectKafka(producer, s.kafka);
+    this.#producer = exactlyOnce ? transactionalProducer(kafka, txId) : durableProducer(kafka);
+    await connectKafka(this.#producer, s.kafka);
     const sinkOptions = {
       compression: s.kafka.compression,
       maxInFlightBytes: s.kafka.maxInFlightBytes,
@@ -246,14 +235,14 @@ export class Connector {
       },
     };
     const sink = (this.#sink = exactlyOnce
-      ? new ExactlyOnceSink(producer as Producer, {
+      ? new ExactlyOnceSink(this.#producer, {
           ...sinkOptions,
           id: txId,
           lingerMs: delivery.transactionMs,
           maxTransactionBytes: delivery.transactionMaxBytes,
           maxTransactionRecords: s.kafka.maxInFlightRecords ?? 100_000,
         })
-      : kafkaSink(producer, sinkOptions));
+      : kafkaSink(this.#producer, sinkOptions));
     const offsets = new OffsetStore(kafka, s.offsets.topic, { connector: s.name, slot: s.slot.name });
     await offsets.ensureTopic(topics);
     this.#registry = new Registry(s.registry);

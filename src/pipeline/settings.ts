@@ -47,8 +47,6 @@ export interface PipelineSettings {
     maxInFlightBytes: number;
     maxInFlightRecords?: number;
     compression?: 'none' | 'gzip';
-    /** At-least-once: produce from a thread of its own (src/kafka/producer-thread.ts); unset: true. */
-    producerThread?: boolean;
   };
   registry: RegistrySettings;
   /** exactly-once: records and the offset covering them in one Kafka transaction (src/kafka/transactional.ts). */

@@ -5,7 +5,6 @@
 import type { Producer } from 'kafkajs';
 import { CompressionTypes } from 'kafkajs';
 import { Batcher, type OutRecord } from '../kafka/batcher.ts';
-import { ProducerThread } from '../kafka/producer-thread.ts';
 
 export type { OutRecord };
 
@@ -25,15 +24,9 @@ export interface Sink {
 /** Largest Kafka send; Kafka refuses record batches above message.max.bytes (1 MiB by default). */
 const MAX_BATCH_BYTES = 900 * 1024;
 
-/** Batches queued at the producer thread, so it never waits for this thread between two sends. */
-const THREAD_IN_FLIGHT_BATCHES = 4;
-
-/**
- * The sink onto a kafkajs producer, here or on the producer thread (producer-thread.ts): one
- * acks=all send in flight at a time (see Batcher).
- */
+/** The sink onto a kafkajs producer: one acks=all send in flight at a time (see Batcher). */
 export function kafkaSink(
-  producer: Producer | ProducerThread,
+  producer: Producer,
   opts: {
     compression?: 'none' | 'gzip';
     maxInFlightBytes: number;
@@ -44,8 +37,6 @@ export function kafkaSink(
   const compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
   return new Batcher(
     async (batch) => {
-      // The thread compresses itself (it was given kafka.compression when it started).
-      if (producer instanceof ProducerThread) return producer.sendBatch(batch);
       await producer.sendBatch({
         acks: -1,
         compression,
@@ -58,8 +49,6 @@ export function kafkaSink(
       maxInFlightBytes: opts.maxInFlightBytes,
       maxInFlightRecords: opts.maxInFlightRecords,
       maxBatchBytes: MAX_BATCH_BYTES,
-      // The thread sends them one at a time in order and none after a failure (producer-worker.ts).
-      maxInFlightBatches: producer instanceof ProducerThread ? THREAD_IN_FLIGHT_BATCHES : 1,
       onError: opts.onError,
     },
   );
