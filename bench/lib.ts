@@ -91,6 +91,21 @@ function hookSignals(): void {
   }
 }
 
+/**
+ * Settings every worker gets on top of the scenario's (bench/run.ts --worker-env, or
+ * PGCDC_BENCH_WORKER_ENV="KEY=VALUE,KEY=VALUE" for bench/catchup.ts and bench/memcheck.ts).
+ * The scenario's own settings (topics, tables, slot) still win.
+ */
+function workerEnvOverrides(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (process.env.PGCDC_BENCH_WORKER_ENV ?? '').split(',').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq < 1) throw new Error(`PGCDC_BENCH_WORKER_ENV: ${pair} is not KEY=VALUE`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
 /** Starts `pgcdc run` as a child process configured by environment variables, as a user would. */
 export function startWorker(env: Record<string, string>, opts: WorkerOptions = {}): Worker {
   hookSignals();
@@ -107,6 +122,7 @@ export function startWorker(env: Record<string, string>, opts: WorkerOptions = {
           ? [`--max-old-space-size=${process.env.PGCDC_BENCH_HEAP_MB}`]
           : []),
       ].join(' '),
+      ...workerEnvOverrides(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

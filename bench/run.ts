@@ -59,6 +59,7 @@ const USAGE = `npm run bench -- [options]
   --delivery M          the worker's delivery.mode: at-least-once (default) or exactly-once
   --transaction-ms T    the worker's delivery.transactionMs (exactly-once; default pgcdc's)
   --heap-mb H           run every worker with --max-old-space-size=H (the chart's default is 256)
+  --worker-env K=V,...  settings every worker gets (e.g. PGCDC_KAFKA_MAX_IN_FLIGHT_BYTES=16MiB)
 `;
 
 export interface BenchResult {
@@ -95,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
       delivery: { type: 'string' },
       'transaction-ms': { type: 'string' },
       'heap-mb': { type: 'string' },
+      'worker-env': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -112,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
   const rows = int(values.rows, 1_000_000);
   // Read by startWorker (lib.ts) for every worker of every scenario.
   if (values['heap-mb']) process.env.PGCDC_BENCH_HEAP_MB = String(int(values['heap-mb'], 256));
+  if (values['worker-env']) process.env.PGCDC_BENCH_WORKER_ENV = values['worker-env'];
   const repeat = int(values.repeat, rows <= 1_000_000 ? 3 : 1);
   const wanted = (values.scenario ?? 'all').split(',').map((s) => s.trim());
   const scenarios: Scenario[] = wanted.includes('all')
@@ -272,6 +275,7 @@ async function main(argv: string[]): Promise<number> {
         scenarios,
         snapshotBatchSize: batchSize,
         heapMb: process.env.PGCDC_BENCH_HEAP_MB ? Number(process.env.PGCDC_BENCH_HEAP_MB) : null,
+        workerEnv: process.env.PGCDC_BENCH_WORKER_ENV ?? null,
         worker: ctx.workerSettings,
         stream: {
           ...ctx.stream,
