@@ -67,11 +67,34 @@ export function stageOf(url: string, functionName: string): string | null {
   return null; // Node.js core and builtins: charged to the caller's stage
 }
 
+/** Stages of the initial load: the snapshot reader and the load's own pipeline, then as streaming. */
+export function snapshotStageOf(url: string, functionName: string): string | null {
+  if (
+    url.includes('/src/postgres/snapshot/') ||
+    url.includes('/node_modules/pg/') ||
+    url.includes('/node_modules/pg-protocol/')
+  )
+    return 'read (snapshot reader, pg driver)';
+  if (
+    url.includes('/src/pipeline/chunked-load.ts') ||
+    url.includes('/src/pipeline/chunks.ts') ||
+    url.includes('/src/pipeline/snapshot.ts') ||
+    url.includes('/src/pipeline/connector.ts')
+  )
+    return 'load pipeline (chunks, connector)';
+  return stageOf(url, functionName);
+}
+
 /**
  * Self time by stage: a sample in Node.js core (Buffer, streams, timers) counts for the nearest
- * frame above it that has a stage, so Buffer allocations made by avsc count as encoding.
+ * frame above it that has a stage, so Buffer allocations made by avsc count as encoding. Samples
+ * count from the first one in `startStage` (the worker's start is not the path measured).
  */
-export function stageProfile(profile: CpuProfile): Map<string, number> {
+export function stageProfile(
+  profile: CpuProfile,
+  classify: (url: string, functionName: string) => string | null = stageOf,
+  startStage = 'decode (pgoutput)',
+): Map<string, number> {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes as Array<CpuProfile['nodes'][number] & { children?: number[] }>) {
@@ -84,7 +107,7 @@ export function stageProfile(profile: CpuProfile): Map<string, number> {
     let s: string | null = null;
     for (let cur: number | undefined = id; cur !== undefined && s === null; cur = parent.get(cur)) {
       const f = byId.get(cur)!.callFrame;
-      s = stageOf(f.url, f.functionName);
+      s = classify(f.url, f.functionName);
     }
     const stage = s ?? 'Node.js core (no caller in a stage)';
     stageCache.set(id, stage);
@@ -93,11 +116,9 @@ export function stageProfile(profile: CpuProfile): Map<string, number> {
   const out = new Map<string, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
-  // The worker's start (module loading, connecting) is not the streaming path: samples count from
-  // the first one in the pgoutput decoder.
   const from = Math.max(
     0,
-    samples.findIndex((id) => stageFor(id) === 'decode (pgoutput)'),
+    samples.findIndex((id) => stageFor(id) === startStage),
   );
   for (let i = from; i < samples.length; i++) {
     const stage = stageFor(samples[i]!);

@@ -6,6 +6,7 @@
 // Writes <out>/<timestamp>.json (every run's figures, the environment and the configuration) and
 // <out>/<timestamp>.md (the table, also printed). Progress goes to stderr. docs/performance.md
 // explains the scenarios, the baselines and how to read the figures.
+import { snapshotStageOf, stageProfile } from './catchup.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,7 +72,12 @@ export interface BenchResult {
   runs: Record<string, Metrics[]>;
   summary: Record<string, Record<string, Summary>>;
   streamSteps: StepResult[][];
-  profile?: { dir: string; file: string; digest: ProfileDigest };
+  profile?: {
+    dir: string;
+    file: string;
+    digest: ProfileDigest;
+    stages?: Array<{ stage: string; usPerRow: number; share: number }>;
+  };
   table: ReturnType<typeof buildRows>;
 }
 
@@ -253,9 +259,22 @@ async function main(argv: string[]): Promise<number> {
       const dir = path.join(outDir, `${stamp}-cpuprofile`);
       note(`profiling the snapshot once (node --cpu-prof → ${dir})`);
       try {
-        await snapshotRun(ctx, { profileDir: dir });
+        const profiled = await snapshotRun(ctx, { profileDir: dir });
         const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
-        if (file) profile = { dir, file, digest: digestCpuProfile(path.join(dir, file)) };
+        if (file) {
+          const stages = stageProfile(
+            JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as CpuProfile,
+            snapshotStageOf,
+            'read (snapshot reader, pg driver)',
+          );
+          const cpuUsPerRow = (profiled.metrics.cpuSeconds! * 1e6) / rows;
+          profile = {
+            dir,
+            file,
+            digest: digestCpuProfile(path.join(dir, file)),
+            stages: stagesPerRow(stages, cpuUsPerRow),
+          };
+        }
       } catch (err) {
         note(`profiling failed (the measured runs are kept): ${String(err).slice(0, 2000)}`);
       }
@@ -325,6 +344,18 @@ async function retried<T>(label: string, fn: () => Promise<T>): Promise<T> {
       await new Promise((r) => setTimeout(r, 10_000));
     }
   }
+}
+
+/** Each stage's share of the busy samples (idle left out), and that share of `cpuUsPerRow`. */
+export function stagesPerRow(
+  stages: Map<string, number>,
+  cpuUsPerRow: number,
+): Array<{ stage: string; usPerRow: number; share: number }> {
+  const busy = [...stages].filter(([k]) => k !== 'idle');
+  const total = busy.reduce((a, [, v]) => a + v, 0);
+  return busy
+    .map(([stage, v]) => ({ stage, share: v / total, usPerRow: (v / total) * cpuUsPerRow }))
+    .sort((a, b) => b.share - a.share);
 }
 
 export function digestCpuProfile(file: string): ProfileDigest {
@@ -585,6 +616,18 @@ export function renderMarkdown(r: BenchResult): string {
   }
   if (r.profile) {
     lines.push('', `## Snapshot CPU profile (${r.profile.file})`, '', markdownProfile(r.profile.digest));
+    if (r.profile.stages) {
+      lines.push(
+        '',
+        'CPU per row by stage (the profiled run: its samples from the first read on, their shares applied to its measured worker CPU per row, start included):',
+        '',
+        '| Stage | µs per row | Share |',
+        '| --- | --- | --- |',
+        ...r.profile.stages.map(
+          (s) => `| ${s.stage} | ${s.usPerRow.toFixed(2)} | ${(s.share * 100).toFixed(1)} % |`,
+        ),
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }

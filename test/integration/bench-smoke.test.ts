@@ -36,7 +36,10 @@ interface BenchJson {
   summary: Record<string, Record<string, Summary>>;
   streamSteps: Step[][];
   table: Array<{ scenario: string; value: Summary }>;
-  profile?: { digest: { totalMs: number; top: unknown[] } };
+  profile?: {
+    digest: { totalMs: number; top: unknown[] };
+    stages?: Array<{ stage: string; usPerRow: number; share: number }>;
+  };
 }
 
 const SCENARIOS = ['baselines', 'snapshot', 'stream', 'latency', 'bigtx', 'tables'];
@@ -129,6 +132,18 @@ function assertWellFormed(result: BenchJson, offeredRates: number[]): void {
   }
   assert.equal(typeof result.environment.postgres, 'string');
   assert.ok((result.profile?.digest.totalMs ?? 0) > 0, 'the snapshot profile was digested');
+  // CPU per row by stage: the reader and the producer are among them, the shares add up to 1.
+  const stages = result.profile?.stages ?? [];
+  assert.ok(
+    stages.some((s) => s.stage.startsWith('read (snapshot reader')),
+    `stages: ${JSON.stringify(stages)}`,
+  );
+  assert.ok(
+    stages.some((s) => s.stage.startsWith('produce')),
+    `stages: ${JSON.stringify(stages)}`,
+  );
+  assert.ok(Math.abs(stages.reduce((a, s) => a + s.share, 0) - 1) < 1e-9);
+  for (const s of stages) assert.ok(Number.isFinite(s.usPerRow) && s.usPerRow >= 0, s.stage);
 }
 
 test(
