@@ -133,6 +133,8 @@ interface Run {
   changesPerSec: number;
   workerCpuSeconds: number;
   cpuUsPerChange: number;
+  /** The worker's peak RSS (VmHWM) over its life, start and drain. */
+  peakRssMiB: number;
   loadAverage: number;
 }
 
@@ -209,6 +211,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const t1 = now();
       const cpu1 = w.cpuSeconds();
+      const peakRssMiB = w.peakRssMiB();
       await w.stop();
       // Changes drained between the first record seen and the last (records → changes at 3:4).
       const measured = ((expected - first!.n) * CHANGES_PER_TX) / RECORDS_PER_TX;
@@ -218,6 +221,7 @@ async function main(argv: string[]): Promise<number> {
         changesPerSec: measured / ((t1 - first!.t) / 1000),
         workerCpuSeconds: cpu1 - first!.cpu,
         cpuUsPerChange: ((cpu1 - first!.cpu) * 1e6) / measured,
+        peakRssMiB,
         loadAverage,
       };
       note(`${profiled ? 'profiled ' : ''}catch-up: ${JSON.stringify(run)}`);
@@ -245,6 +249,7 @@ async function main(argv: string[]): Promise<number> {
     `Catch-up of ${runs[0]?.changes.toLocaleString('en-US') ?? '?'} changes, ${runs.length} runs, median (min–max); load average at the runs' starts ${runs.map((r) => r.loadAverage.toFixed(1)).join(', ')}`,
     '',
     `- worker CPU per change: ${f(s('cpuUsPerChange'), 1)} µs`,
+    `- worker peak RSS: ${f(s('peakRssMiB'), 0)} MiB`,
     `- changes/s (wall, first → last record): ${f(s('changesPerSec'))}`,
   ];
   if (stages.size > 0) {

@@ -121,6 +121,8 @@ export function startWorker(env: Record<string, string>, opts: WorkerOptions = {
         ...(process.env.PGCDC_BENCH_HEAP_MB
           ? [`--max-old-space-size=${process.env.PGCDC_BENCH_HEAP_MB}`]
           : []),
+        // bench/run.ts --chart-node-options: the chart's default nodeOptions (helm/pgcdc/values.yaml).
+        ...(process.env.PGCDC_BENCH_NODE_OPTIONS ? [process.env.PGCDC_BENCH_NODE_OPTIONS] : []),
       ].join(' '),
       ...workerEnvOverrides(),
       ...env,

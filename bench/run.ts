@@ -6,6 +6,7 @@
 // Writes <out>/<timestamp>.json (every run's figures, the environment and the configuration) and
 // <out>/<timestamp>.md (the table, also printed). Progress goes to stderr. docs/performance.md
 // explains the scenarios, the baselines and how to read the figures.
+import { parse as parseYaml } from 'yaml';
 import { snapshotStageOf, stageProfile } from './catchup.ts';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -61,6 +62,7 @@ const USAGE = `npm run bench -- [options]
   --transaction-ms T    the worker's delivery.transactionMs (exactly-once; default pgcdc's)
   --heap-mb H           run every worker with --max-old-space-size=H (the chart's default is 256)
   --worker-env K=V,...  settings every worker gets (e.g. PGCDC_KAFKA_MAX_IN_FLIGHT_BYTES=16MiB)
+  --chart-node-options  run every worker with the chart's default nodeOptions (helm/pgcdc/values.yaml)
 `;
 
 export interface BenchResult {
@@ -103,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
       'transaction-ms': { type: 'string' },
       'heap-mb': { type: 'string' },
       'worker-env': { type: 'string' },
+      'chart-node-options': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -121,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
   // Read by startWorker (lib.ts) for every worker of every scenario.
   if (values['heap-mb']) process.env.PGCDC_BENCH_HEAP_MB = String(int(values['heap-mb'], 256));
   if (values['worker-env']) process.env.PGCDC_BENCH_WORKER_ENV = values['worker-env'];
+  if (values['chart-node-options']) process.env.PGCDC_BENCH_NODE_OPTIONS = chartNodeOptions();
   const repeat = int(values.repeat, rows <= 1_000_000 ? 3 : 1);
   const wanted = (values.scenario ?? 'all').split(',').map((s) => s.trim());
   const scenarios: Scenario[] = wanted.includes('all')
@@ -295,6 +299,7 @@ async function main(argv: string[]): Promise<number> {
         snapshotBatchSize: batchSize,
         heapMb: process.env.PGCDC_BENCH_HEAP_MB ? Number(process.env.PGCDC_BENCH_HEAP_MB) : null,
         workerEnv: process.env.PGCDC_BENCH_WORKER_ENV ?? null,
+        nodeOptions: process.env.PGCDC_BENCH_NODE_OPTIONS ?? null,
         worker: ctx.workerSettings,
         stream: {
           ...ctx.stream,
@@ -344,6 +349,16 @@ async function retried<T>(label: string, fn: () => Promise<T>): Promise<T> {
       await new Promise((r) => setTimeout(r, 10_000));
     }
   }
+}
+
+/** The chart's default NODE_OPTIONS, as a worker in Kubernetes runs with them. */
+export function chartNodeOptions(): string {
+  const values = parseYaml(fs.readFileSync(path.join(ROOT, 'helm/pgcdc/values.yaml'), 'utf8')) as {
+    nodeOptions?: unknown;
+  };
+  if (typeof values.nodeOptions !== 'string' || !values.nodeOptions)
+    throw new Error('helm/pgcdc/values.yaml has no nodeOptions');
+  return values.nodeOptions;
 }
 
 /** Each stage's share of the busy samples (idle left out), and that share of `cpuUsPerRow`. */

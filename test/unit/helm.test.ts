@@ -226,7 +226,11 @@ describe('helm chart helm/pgcdc', () => {
       for (const name of Object.keys(env).filter((n) => n.startsWith('PGCDC_'))) {
         assert.ok(known.has(name), `${name} is a pgcdc setting`);
       }
-      assert.equal(env.NODE_OPTIONS?.value, '--max-old-space-size=256', 'the V8 heap is capped by default');
+      assert.equal(
+        env.NODE_OPTIONS?.value,
+        '--max-old-space-size=256 --max-semi-space-size=8',
+        'the V8 heap is capped by default',
+      );
       for (const path of SENSITIVE_PATHS) assert.ok(env[envVarFor(path)], `${path} can come from the Secret`);
     });
 
