@@ -186,9 +186,24 @@ describe('schema evolution', () => {
     );
     const beforeChange = BigInt(lsnRows[0]!.lsn);
     await db.query('BEGIN');
+    const { rows: xidRows } = await db.query<{ xid: string }>(
+      'SELECT pg_current_xact_id()::xid::text AS xid',
+    );
     await db.query(`ALTER TABLE ${t} ALTER COLUMN a2 TYPE text USING a2::text`);
     await db.query(`INSERT INTO ${t} (id, v, a2) VALUES (20, 20, 'twenty')`);
     await db.query('COMMIT');
+    // Where the refused transaction's commit record ends (pg_walinspect, in PostgreSQL's contrib).
+    // Not the WAL position read before it: other tests write to the same server, and an idle
+    // connector rightly confirms the keepalive positions of WAL that is not its own, which may lie
+    // between that read and this commit.
+    await db.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+    const { rows: commitRows } = await db.query<{ end: string }>(
+      `SELECT (end_lsn - '0/0')::text AS end FROM pg_get_wal_records_info($1::text::pg_lsn, pg_current_wal_lsn())
+        WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT' AND xid::text = $2`,
+      [`${(beforeChange >> 32n).toString(16)}/${(beforeChange & 0xffffffffn).toString(16)}`, xidRows[0]!.xid],
+    );
+    assert.equal(commitRows.length, 1, 'the commit record of the refused transaction');
+    const changeCommitEnd = BigInt(commitRows[0]!.end);
     const failure = await w.running.then(
       () => assert.fail('the worker should stop'),
       (err: Error) => err,
@@ -206,7 +221,11 @@ describe('schema evolution', () => {
     ]) {
       assert.ok(failure.message.includes(part), `"${part}" in: ${failure.message}`);
     }
-    assert.ok((await confirmedFlush(db, slot)) <= beforeChange, 'nothing past the change confirmed');
+    const confirmed = await confirmedFlush(db, slot);
+    assert.ok(
+      confirmed < changeCommitEnd,
+      `the refused transaction is not confirmed (${confirmed} < ${changeCommitEnd})`,
+    );
     const valueVersions = (await versions(valueSubject)).length;
 
     // The documented way out: the subject's compatibility to NONE, then restart.
@@ -257,8 +276,9 @@ describe('schema evolution', () => {
   test('a subject registered by pgcdc 0.1.0: the refusal says so and how to upgrade; the documented NONE step lets it through', async () => {
     const name = uniqueName('ev010');
     const t = `${name}_t`;
-    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY, at timestamptz, d date)`);
-    await db.query(`INSERT INTO ${t} VALUES (1, '2024-01-02 03:04:05+00', '2024-01-02')`);
+    // Schema-qualified: the test above sets the session's search_path.
+    await db.query(`CREATE TABLE public.${t} (id int PRIMARY KEY, at timestamptz, d date)`);
+    await db.query(`INSERT INTO public.${t} VALUES (1, '2024-01-02 03:04:05+00', '2024-01-02')`);
     const topic = `${name}.public.${t}`;
     const subject = `${topic}-value`;
     // The value schema pgcdc 0.1.0 registered for this table: Avro logical types, timestamptz as a
@@ -331,6 +351,6 @@ describe('schema evolution', () => {
     assert.equal(rec.value!.after!.d, 19724);
     await w.connector.stop();
     await w.running;
-    await db.query(`DROP TABLE ${t}`);
+    await db.query(`DROP TABLE public.${t}`);
   });
 });
