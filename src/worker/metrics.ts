@@ -47,11 +47,20 @@ export function createMetrics(
     },
   });
 
-  const records = new Counter({
+  // Counted here per event and handed to prom-client when scraped: its inc() hashes and checks the
+  // label object on every call, a cost paid per change (docs/performance.md "other pgcdc").
+  const pendingRecords = new Map<string, Map<string, number>>();
+  new Counter({
     name: 'pgcdc_records_produced_total',
     help: 'Records handed to Kafka, by table and operation (r snapshot, c, u, d, t); a delete counts its tombstone too.',
     labelNames: ['table', 'op'],
     registers,
+    collect() {
+      for (const [table, ops] of pendingRecords) {
+        for (const [op, n] of ops) if (n > 0) this.inc({ table, op }, n);
+      }
+      pendingRecords.clear();
+    },
   });
 
   new Gauge({
@@ -238,7 +247,11 @@ export function createMetrics(
   });
 
   const observer: ConnectorObserver = {
-    onRecords: (table, op, n) => records.inc({ table, op }, n),
+    onRecords: (table, op, n) => {
+      let ops = pendingRecords.get(table);
+      if (!ops) pendingRecords.set(table, (ops = new Map()));
+      ops.set(op, (ops.get(op) ?? 0) + n);
+    },
     onDurable: (commitTimeMicros) => {
       const seconds = (Date.now() * 1000 - Number(commitTimeMicros)) / 1e6;
       commitToAck.observe(Math.max(0, seconds));

@@ -79,6 +79,12 @@ interface WireConnection extends EventEmitter {
   sendCopyFromChunk(chunk: Buffer): void;
 }
 
+/** A decoded message and the walStart of the XLogData frame it came in. */
+interface Parsed {
+  msg: PgoutputMessage;
+  walStart: Lsn;
+}
+
 export class ReplicationStream {
   #service: LogicalReplicationService;
   #clientConfig: pg.ClientConfig;
@@ -121,18 +127,13 @@ export class ReplicationStream {
       this.#started = true;
       this.#heard();
     });
-    this.#service.on('data', async (lsn: string, msg: PgoutputMessage | null) => {
-      if (this.#failure || this.#stopping || this.#halted || msg === null) return;
-      const current = (async () => {
-        try {
-          await handlers.onMessage(msg, parseLsn(lsn));
-          this.#handled++;
-        } catch (err) {
-          this.#fail(err);
-        }
-      })();
+    // The package's text LSN is not parsed back: parse() below hands over the message with the
+    // walStart the guard read from the same frame.
+    this.#service.on('data', (_lsn: string, data: Parsed | null) => {
+      if (this.#failure || this.#stopping || this.#halted || data === null) return;
+      const current = this.#handle(handlers, data);
       this.#current = current;
-      await current;
+      return current;
     });
     this.#service.on('heartbeat', (lsn: string, _ts: number, replyRequested: boolean) => {
       if (this.#failure || this.#stopping) return;
@@ -168,10 +169,11 @@ export class ReplicationStream {
       // Runs as each CopyData arrives (before the message waits in the flow-control queue),
       // so counting here tells how many messages were received. It runs inside the socket's
       // data callback: it must not throw.
-      parse: (buf: Buffer): PgoutputMessage | null => {
+      parse: (buf: Buffer): Parsed | null => {
         this.#received++;
         try {
-          return decoder.decode(buf);
+          // The guard has just read this frame's header (it runs first in the same callback).
+          return { msg: decoder.decode(buf), walStart: this.#walStart! };
         } catch (err) {
           this.#fail(decodeFailure(err, buf, this.#walStart));
           return null;
@@ -208,6 +210,15 @@ export class ReplicationStream {
   }
 
   #rejectRun: (err: Error) => void = () => undefined;
+
+  async #handle(handlers: StreamHandlers, data: Parsed): Promise<void> {
+    try {
+      await handlers.onMessage(data.msg, data.walStart);
+      this.#handled++;
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
 
   /** Tells the server that everything before `lsn` is durable (it may free that WAL). */
   confirm(lsn: Lsn): void {
