@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
 import { defaultPublicationName, defaultSlotName } from '../../src/config/names.ts';
+import { formatLsn } from '../../src/postgres/lsn.ts';
 import { eventually, stackSettings, uniqueName, type DecodedRecord } from '../support/pipeline.ts';
 
 const registryUrl = () => stackSettings().registryUrl;
@@ -200,7 +201,7 @@ describe('schema evolution', () => {
     const { rows: commitRows } = await db.query<{ end: string }>(
       `SELECT (end_lsn - '0/0')::text AS end FROM pg_get_wal_records_info($1::text::pg_lsn, pg_current_wal_lsn())
         WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT' AND xid::text = $2`,
-      [`${(beforeChange >> 32n).toString(16)}/${(beforeChange & 0xffffffffn).toString(16)}`, xidRows[0]!.xid],
+      [formatLsn(beforeChange), xidRows[0]!.xid],
     );
     assert.equal(commitRows.length, 1, 'the commit record of the refused transaction');
     const changeCommitEnd = BigInt(commitRows[0]!.end);

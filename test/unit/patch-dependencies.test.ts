@@ -20,22 +20,35 @@ interface Patch {
   to: string;
 }
 
-/** Loads `file` as kafkajs shipped it: the patched text with the patch reversed, beside the original. */
-function loadUnpatched<T>(file: string): T {
-  const patch = (patches as Patch[]).find((p) => file.endsWith(p.file.replace('node_modules/', '')));
-  assert.ok(patch, `a patch exists for ${file}`);
-  const text = readFileSync(file, 'utf8');
-  assert.ok(text.includes(patch.to), `${file} is patched`);
-  const copy = path.join(path.dirname(file), `.unpatched-${process.pid}-${path.basename(file)}`);
-  writeFileSync(
-    copy,
-    text.replace(patch.to, () => patch.from),
-  );
-  try {
-    return require(copy) as T;
-  } finally {
-    rmSync(copy, { force: true });
+const kafkajsRoot = path.dirname(require.resolve('kafkajs/package.json'));
+
+/**
+ * A copy of kafkajs with every patch of its files reversed: kafkajs as shipped, whole, so a
+ * patched module and the shipped modules it requires are compared together.
+ */
+function shippedKafkajs(): NodeJS.Require {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kafkajs-shipped-'));
+  cpSync(kafkajsRoot, path.join(dir, 'kafkajs'), { recursive: true });
+  for (const p of patches as Patch[]) {
+    if (!p.file.startsWith('node_modules/kafkajs/')) continue;
+    const file = path.join(dir, p.file.replace('node_modules/', ''));
+    const text = readFileSync(file, 'utf8');
+    assert.ok(text.includes(p.to), `${p.file} is patched`);
+    writeFileSync(
+      file,
+      text.replace(p.to, () => p.from),
+    );
   }
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return createRequire(path.join(dir, 'kafkajs', 'package.json'));
+}
+
+const shipped = shippedKafkajs();
+const patched = createRequire(path.join(kafkajsRoot, 'package.json'));
+
+/** Loads `file` (a path inside kafkajs) as kafkajs shipped it, from the copy above. */
+function loadUnpatched<T>(file: string): T {
+  return shipped(`./${path.relative(kafkajsRoot, file)}`) as T;
 }
 
 test('the kafkajs grouping patch is applied (scripts/patch-dependencies.mjs, run by npm ci)', () => {
@@ -254,8 +267,8 @@ async function schedulingWarnings(RequestQueue: RequestQueueClass): Promise<stri
 }
 
 test('the request queue schedules its first check without a negative timeout (no TimeoutNegativeWarning)', async () => {
-  const shipped = await schedulingWarnings(loadUnpatched<RequestQueueClass>(requestQueueFile));
-  assert.ok(shipped.includes('TimeoutNegativeWarning'), 'kafkajs as shipped warns');
+  const asShipped = await schedulingWarnings(loadUnpatched<RequestQueueClass>(requestQueueFile));
+  assert.ok(asShipped.includes('TimeoutNegativeWarning'), 'kafkajs as shipped warns');
   const patched = await schedulingWarnings(require(requestQueueFile) as RequestQueueClass);
   assert.deepEqual(patched, []);
 });
@@ -295,40 +308,14 @@ async function refreshDecisions(pool: BrokerPoolClass): Promise<boolean[]> {
 }
 
 test('the metadata check answers as kafkajs does, with a Set rebuilt when the metadata is replaced', async () => {
-  const shipped = await refreshDecisions(loadUnpatched<BrokerPoolClass>(brokerPoolFile));
-  assert.deepEqual(shipped, [false, false, true, false, true, true]);
-  assert.deepEqual(await refreshDecisions(require(brokerPoolFile) as BrokerPoolClass), shipped);
+  const asShipped = await refreshDecisions(loadUnpatched<BrokerPoolClass>(brokerPoolFile));
+  assert.deepEqual(asShipped, [false, false, true, false, true, true]);
+  assert.deepEqual(await refreshDecisions(require(brokerPoolFile) as BrokerPoolClass), asShipped);
   const text = readFileSync(brokerPoolFile, 'utf8');
   assert.doesNotMatch(text, /topicMetadata\.some\(/, 'no scan of the metadata per topic');
 });
 
 // --- the per-record encoding patches: same bytes as kafkajs as shipped ------------------------
-
-const kafkajsRoot = path.dirname(require.resolve('kafkajs/package.json'));
-
-/**
- * A copy of kafkajs with every patch of its files reversed: kafkajs as shipped, whole, so a
- * patched module and the shipped modules it requires are compared together.
- */
-function shippedKafkajs(): NodeJS.Require {
-  const dir = mkdtempSync(path.join(tmpdir(), 'kafkajs-shipped-'));
-  cpSync(kafkajsRoot, path.join(dir, 'kafkajs'), { recursive: true });
-  for (const p of patches as Patch[]) {
-    if (!p.file.startsWith('node_modules/kafkajs/')) continue;
-    const file = path.join(dir, p.file.replace('node_modules/', ''));
-    const text = readFileSync(file, 'utf8');
-    assert.ok(text.includes(p.to), `${p.file} is patched`);
-    writeFileSync(
-      file,
-      text.replace(p.to, () => p.from),
-    );
-  }
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  return createRequire(path.join(dir, 'kafkajs', 'package.json'));
-}
-
-const shipped = shippedKafkajs();
-const patched = createRequire(path.join(kafkajsRoot, 'package.json'));
 
 /** Deterministic bytes (a seeded xorshift), so a failure can be replayed. */
 function random(seed: number): { int(n: number): number; bytes(n: number): Buffer } {
