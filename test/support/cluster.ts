@@ -142,18 +142,38 @@ export async function topicConfig(topic: string, name: string): Promise<string |
   });
 }
 
-/** Kafka's kafka-leader-election tool: the preferred replica of topic[partition] becomes leader. */
+/**
+ * Kafka's kafka-leader-election tool: the preferred replica of topic[partition] becomes leader.
+ * The controller refuses the election while that replica is not back in the ISR (just after a
+ * reassignment that reordered the replicas), and a broker's metadata can lag the controller's by a
+ * moment, so it is retried until a broker reports the preferred replica leading, for up to 60 s.
+ */
 export async function preferredLeaderElection(topic: string, partition: number): Promise<void> {
-  await kafkaTool('org.apache.kafka.tools.LeaderElectionCommand', [
-    '--bootstrap-server',
-    brokers(),
-    '--election-type',
-    'preferred',
-    '--topic',
-    topic,
-    '--partition',
-    String(partition),
-  ]);
+  const deadline = Date.now() + 60_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const state = (await partitions(topic)).find((p) => p.partition === partition)!;
+    if (state.leader === state.replicas[0]) return;
+    last = `leader ${state.leader}, replicas ${state.replicas.join(',')}, isr ${state.isr.join(',')}`;
+    if (state.isr.includes(state.replicas[0]!)) {
+      try {
+        await kafkaTool('org.apache.kafka.tools.LeaderElectionCommand', [
+          '--bootstrap-server',
+          brokers(),
+          '--election-type',
+          'preferred',
+          '--topic',
+          topic,
+          '--partition',
+          String(partition),
+        ]);
+      } catch (err) {
+        last += `; the tool: ${String(err).split('\n')[0]}`;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`preferred-leader election of ${topic}[${partition}] did not happen in 60 s: ${last}`);
 }
 
 /** Kafka's kafka-reassign-partitions tool: moves topic[partition] to `replicas`, waits until done. */
