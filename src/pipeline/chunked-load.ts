@@ -253,9 +253,10 @@ export class ChunkedLoad {
     for (let i = 0; i < outcome.rows.length; i++) {
       const last = i === outcome.rows.length - 1;
       const marker = this.#markerFor(i === 0 && tableFirst, last && chunk.end, last && lastOfLoad);
-      await this.#ctx.publish(
+      const publishing = this.#ctx.publish(
         snapshotEvent(relation, outcome.rows[i]!, lsn, this.#startedAt, emitted.rows++, marker),
       );
+      if (publishing) await publishing;
     }
     // The next chunk reads after this one at once; the stored progress moves once its rows are durable.
     emitted.lastKey = chunk.lastKey ?? emitted.lastKey;
