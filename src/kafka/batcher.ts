@@ -66,32 +66,11 @@ export class Batcher {
 
   /** Accepts a record; resolves once there is room for it under maxInFlightBytes. */
   async push(record: OutRecord): Promise<void> {
-    while (this.#full() && !this.#failed) {
+    const maxRecords = this.#opts.maxInFlightRecords ?? Infinity;
+    while ((this.#bytes >= this.#opts.maxInFlightBytes || this.#records >= maxRecords) && !this.#failed) {
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
     if (this.#failed) throw this.#failed;
-    this.#accept(record);
-  }
-
-  /**
-   * push() without the wait: accepts the record now and returns true when there is room and the
-   * batcher has not failed; else accepts nothing and returns false (push() then waits or throws).
-   * The common case of every row costs no promise.
-   */
-  tryPush(record: OutRecord): boolean {
-    if (this.#failed || this.#full()) return false;
-    this.#accept(record);
-    return true;
-  }
-
-  #full(): boolean {
-    return (
-      this.#bytes >= this.#opts.maxInFlightBytes ||
-      this.#records >= (this.#opts.maxInFlightRecords ?? Infinity)
-    );
-  }
-
-  #accept(record: OutRecord): void {
     const size = (record.key?.length ?? 0) + (record.value?.length ?? 0) + record.topic.length + 16;
     if (this.#filling.bytes > 0 && this.#filling.bytes + size > this.#opts.maxBatchBytes) this.#seal();
     let list = this.#filling.records.get(record.topic);

@@ -253,10 +253,9 @@ export class ChunkedLoad {
     for (let i = 0; i < outcome.rows.length; i++) {
       const last = i === outcome.rows.length - 1;
       const marker = this.#markerFor(i === 0 && tableFirst, last && chunk.end, last && lastOfLoad);
-      const publishing = this.#ctx.publish(
+      await this.#ctx.publish(
         snapshotEvent(relation, outcome.rows[i]!, lsn, this.#startedAt, emitted.rows++, marker),
       );
-      if (publishing) await publishing;
     }
     // The next chunk reads after this one at once; the stored progress moves once its rows are durable.
     emitted.lastKey = chunk.lastKey ?? emitted.lastKey;

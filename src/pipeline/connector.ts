@@ -419,8 +419,7 @@ export class Connector {
             this.#load?.observe(event);
             const meta = txMeta?.event(event.relation);
             if (meta?.begin) await this.#sink!.push(await this.#encoder!.transactionRecord(meta.begin));
-            const publishing = this.#publish(event, meta?.block);
-            if (publishing) await publishing;
+            await this.#publish(event, meta?.block);
             this.stats.changes++;
           }
           // Positions lie between messages (a key-changing update is two events of one message).
@@ -664,35 +663,12 @@ export class Connector {
     );
   }
 
-  /**
-   * Encodes one change and hands its records to the sink. Returns a promise only when it has to
-   * wait: for a relation's first event (schemas registered, topic made) or for room in the sink
-   * (Kafka behind); otherwise it is done on return, with no promise or microtask per row
-   * (callers await the promise when there is one).
-   */
-  #publish(event: ChangeEvent, transaction?: TransactionBlock): Promise<void> | undefined {
-    const records = this.#encoder!.readyRecords(event, transaction);
-    if (!records) return this.#publishPrepared(event, transaction);
-    const sink = this.#sink!;
-    for (let i = 0; i < records.length; i++) {
-      if (!sink.tryPush?.(records[i]!)) return this.#pushFrom(event, records, i);
-    }
-    this.#produced(event, records.length);
-    return undefined;
-  }
-
-  async #publishPrepared(event: ChangeEvent, transaction?: TransactionBlock): Promise<void> {
-    await this.#pushFrom(event, await this.#encoder!.records(event, transaction), 0);
-  }
-
-  async #pushFrom(event: ChangeEvent, records: OutRecord[], from: number): Promise<void> {
-    for (let i = from; i < records.length; i++) await this.#sink!.push(records[i]!);
-    this.#produced(event, records.length);
-  }
-
-  #produced(event: ChangeEvent, records: number): void {
-    this.stats.recordsProduced += records;
-    this.#observer.onRecords?.(tableName(event.relation), event.op, records);
+  /** Encodes one change and hands its records to the sink (waits when Kafka is behind). */
+  async #publish(event: ChangeEvent, transaction?: TransactionBlock): Promise<void> {
+    const records: OutRecord[] = await this.#encoder!.records(event, transaction);
+    for (const r of records) await this.#sink!.push(r);
+    this.stats.recordsProduced += records.length;
+    this.#observer.onRecords?.(tableName(event.relation), event.op, records.length);
   }
 
   /**

@@ -86,20 +86,8 @@ export class Encoder {
   #fixed = new Map<string, Promise<{ keyId: number; valueId: number }>>();
 
   async records(event: ChangeEvent, transaction?: TransactionBlock): Promise<OutRecord[]> {
+    // Prepared relations are looked up without an await (a microtask per event otherwise).
     const p = this.#ready.get(event.relation) ?? (await this.#prepare(event.relation));
-    return this.#recordsOf(p, event, transaction);
-  }
-
-  /**
-   * The records of an event whose relation is prepared (its schemas registered, its topic made);
-   * null when it is not yet, and records() then prepares it. No promise per event.
-   */
-  readyRecords(event: ChangeEvent, transaction?: TransactionBlock): OutRecord[] | null {
-    const p = this.#ready.get(event.relation);
-    return p ? this.#recordsOf(p, event, transaction) : null;
-  }
-
-  #recordsOf(p: Prepared, event: ChangeEvent, transaction: TransactionBlock | undefined): OutRecord[] {
     const row = event.after ?? event.before;
     const key =
       event.op === 't' || p.keyId === null || !p.compiled.keyType || !row

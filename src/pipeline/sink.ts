@@ -11,11 +11,6 @@ export type { OutRecord };
 export interface Sink {
   /** Accepts a record; resolves once there is room for it (backpressure), not when it is durable. */
   push(record: OutRecord): Promise<void>;
-  /**
-   * Optional: push() when it need not wait. True when the record was accepted; false when nothing
-   * was (no room, or the sink failed), and the caller then calls push().
-   */
-  tryPush?(record: OutRecord): boolean;
   /** Runs `onDurable` once every record pushed so far is acknowledged; never after a failure. */
   mark(onDurable: () => void): void;
   /** Resolves when everything pushed so far is acknowledged; rejects on a send failure. */

@@ -29,8 +29,8 @@ export interface InitialLoadContext {
   progress: SnapshotProgress;
   /** Rows acknowledged per table (the connector's stats). */
   rows: Record<string, number>;
-  /** Encodes one event and hands its records to the sink; a promise when it has to wait. */
-  publish(event: ChangeEvent): Promise<void> | undefined;
+  /** Encodes one event and hands its records to the sink. */
+  publish(event: ChangeEvent): Promise<void>;
   /** The relation with its types loaded and its key decided. */
   enrich(relation: Relation): Promise<Relation>;
   /** A stop was requested. */
@@ -181,8 +181,7 @@ async function loadTables(
     snapshotMarker(heldFirst.inSnapshot, lastInSnapshot, heldFirst.inTable, heldLastInTable);
   const publishHeld = async (lastInSnapshot: boolean): Promise<void> => {
     held!.snapshot = mark(lastInSnapshot);
-    const publishing = ctx.publish(held!);
-    if (publishing) await publishing;
+    await ctx.publish(held!);
     held = null;
     if (pendingDone) {
       const done = pendingDone;

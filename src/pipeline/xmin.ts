@@ -41,8 +41,8 @@ export interface XminContext {
   endpoint: PostgresEndpoint;
   checkpoint: Checkpoint;
   stored: OffsetRecord | null;
-  /** Encodes one event and hands its records to the sink; a promise when it has to wait. */
-  publish(event: ChangeEvent): Promise<void> | undefined;
+  /** Encodes one event and hands its records to the sink. */
+  publish(event: ChangeEvent): Promise<void>;
   /** The relation with its types loaded and its key decided. */
   enrich(relation: Relation): Promise<Relation>;
   stopRequested(): boolean;
@@ -240,7 +240,7 @@ export async function readChunk(
     xmax: bigint;
     chunkRows: number;
     chunkBytes: number;
-    publish(row: Row, xid32: number, xid8: bigint, seq: number): Promise<void> | undefined;
+    publish(row: Row, xid32: number, xid8: bigint, seq: number): Promise<void>;
     interrupted(): boolean;
   },
 ): Promise<XminChunk> {

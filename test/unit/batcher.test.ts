@@ -134,39 +134,3 @@ test('after a failed send, a marker never fires, even with nothing pending any m
   await assert.rejects(b.push(rec(2)), /broker gone/);
   await assert.rejects(b.flush(), /broker gone/);
 });
-
-test('tryPush accepts at once while there is room, and nothing at the bounds or after a failure', async () => {
-  const { sent, send } = controllableSend();
-  let failure: Error | null = null;
-  const b = new Batcher(send, {
-    maxInFlightBytes: 100,
-    maxInFlightRecords: 3,
-    maxBatchBytes: 1e6,
-    onError: (e) => (failure = e),
-  });
-  assert.equal(b.tryPush(rec(1)), true);
-  assert.equal(b.tryPush(rec(2)), true);
-  await b.push(rec(3));
-  // The records bound: a fourth is refused, and accepted by push() once the first batch is acked.
-  assert.equal(b.tryPush(rec(4)), false);
-  const p = b.push(rec(4));
-  sent[0]!.ack();
-  await p;
-  // The bytes bound: a record that fills it is accepted; the next is not.
-  sent[1]!.ack();
-  await tick();
-  assert.equal(b.tryPush(rec(5, 120)), true);
-  assert.equal(b.tryPush(rec(6)), false);
-  sent[2]!.ack();
-  await tick();
-  // Order is the order of acceptance, whichever way each came in.
-  assert.deepEqual(
-    sent.flatMap((s) => s.records.map((r) => r.key!.toString())),
-    ['1', '2', '3', '4', '5'],
-  );
-  sent[3]!.nack(new Error('broker gone'));
-  await tick();
-  assert.equal(failure !== null, true);
-  assert.equal(b.tryPush(rec(7)), false, 'nothing accepted after a send failure');
-  await assert.rejects(b.push(rec(7)), /broker gone/);
-});
