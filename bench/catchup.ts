@@ -54,6 +54,8 @@ export function stageOf(url: string, functionName: string): string | null {
   if (url.includes('/src/postgres/replication/pgoutput.ts')) return 'decode (pgoutput)';
   if (url.includes('/src/pipeline/transactions.ts') || url.includes('/src/pipeline/connector.ts'))
     return 'change events (transactions, connector)';
+  // pgcdc's own avsc writers are encoding, not conversion.
+  if (url.includes('/src/avro/writers.ts')) return 'encode (avsc, Confluent frame)';
   if (url.includes('/src/avro/')) return 'convert (src/avro: values, envelope)';
   if (url.includes('/node_modules/avsc/')) return 'encode (avsc, Confluent frame)';
   if (url.includes('/src/pipeline/encoder.ts') || url.includes('/src/registry/'))

@@ -173,6 +173,7 @@ export function categorize(url: string, functionName: string): string {
   if (url.includes('/node_modules/pg-protocol/') || url.includes('/node_modules/pg/'))
     return 'pg driver (protocol, rows)';
   if (url.includes('/node_modules/')) return 'other dependencies';
+  if (url.includes('/src/avro/writers.ts')) return 'Avro (avsc)'; // pgcdc's own avsc writers
   if (url.includes('/src/avro/')) return 'pgcdc Avro conversion (src/avro)';
   if (url.includes('/src/postgres/')) return 'pgcdc PostgreSQL (src/postgres)';
   if (url.includes('/src/kafka/')) return 'pgcdc batcher (src/kafka)';

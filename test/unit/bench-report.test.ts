@@ -117,6 +117,7 @@ test('categorize: scripts by where they live', () => {
     'pg driver (protocol, rows)',
   );
   assert.equal(categorize('file:///w/src/avro/values.ts', 'f'), 'pgcdc Avro conversion (src/avro)');
+  assert.equal(categorize('file:///w/src/avro/writers.ts', 'f'), 'Avro (avsc)');
   assert.equal(categorize('', '(garbage collector)'), 'GC');
   assert.equal(categorize('', '(idle)'), 'idle (waiting for I/O)');
   assert.equal(categorize('node:internal/streams/readable', 'f'), 'Node.js core / builtins');
@@ -173,4 +174,12 @@ test('boundBy: the saturated resource, with the utilisations', () => {
   assert.match(boundBy({ worker: 0.5, postgres: 0.95 }, 2), /^PostgreSQL backend CPU/);
   assert.match(boundBy({ worker: 0.7, postgres: 0.5, kafka: 0.7 }, 2), /^machine CPU \(2 cores shared\)/);
   assert.match(boundBy({ worker: 0.1, postgres: 0.05, kafka: 0.1 }, 2), /^waiting/);
+});
+
+test('stageOf: pgcdc’s own avsc writers are encoding, the rest of src/avro conversion', async () => {
+  const { stageOf, snapshotStageOf } = await import('../../bench/catchup.ts');
+  for (const classify of [stageOf, snapshotStageOf]) {
+    assert.equal(classify('file:///w/src/avro/writers.ts', 'write'), 'encode (avsc, Confluent frame)');
+    assert.equal(classify('file:///w/src/avro/values.ts', 'f'), 'convert (src/avro: values, envelope)');
+  }
 });
