@@ -146,7 +146,7 @@ function memoizedSource(schema: unknown, opts: avsc.ForSchemaOptions): avsc.Type
     }
     const start = tap.pos;
     record._write(tap, val);
-    // Past the end of the buffer nothing was written (the caller retries with a larger one).
+    // Past the end of the buffer the bytes are incomplete (the caller retries with a larger one).
     if (tap.pos > tap.buf.length) return;
     length = tap.pos - start;
     if (length > bytes.length) bytes = Buffer.allocUnsafe(length * 2);
