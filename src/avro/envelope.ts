@@ -273,6 +273,8 @@ export interface CompiledRelation {
   onToastNull: ((relation: Relation, column: Column) => void) | undefined;
   /** @internal per-field TOAST replacement values; undefined = not representable. */
   toastValues: unknown[];
+  /** @internal the last event's source block, for the events after it (sourceValue). */
+  lastSource?: SourceCache;
 }
 
 function toastValueFor(kind: ToastRepresentation, placeholder: string): unknown {
@@ -420,7 +422,6 @@ interface SourceCache {
   xmin: bigint | undefined;
   value: Record<string, unknown>;
 }
-const lastSource = new WeakMap<CompiledRelation, SourceCache>();
 
 /**
  * The envelope's source block. An event with the same positions, time and marker as the last one
@@ -428,7 +429,7 @@ const lastSource = new WeakMap<CompiledRelation, SourceCache>();
  * (memoizedSource) then copies as bytes; the object is never changed once made.
  */
 function sourceValue(event: ChangeEvent, compiled: CompiledRelation): Record<string, unknown> {
-  const c = lastSource.get(compiled);
+  const c = compiled.lastSource;
   if (
     c &&
     c.relation === event.relation &&
@@ -460,7 +461,7 @@ function sourceValue(event: ChangeEvent, compiled: CompiledRelation): Record<str
     lsn: event.xmin === undefined ? event.lsn : null,
     xmin: event.xmin ?? null,
   });
-  lastSource.set(compiled, {
+  compiled.lastSource = {
     relation,
     snapshot: event.snapshot,
     commitLsn: event.commitLsn,
@@ -469,7 +470,7 @@ function sourceValue(event: ChangeEvent, compiled: CompiledRelation): Record<str
     xid: event.xid,
     xmin: event.xmin,
     value,
-  });
+  };
   return value;
 }
 
