@@ -209,7 +209,11 @@ export class Worker {
         continue;
       }
       if (!error) return { failure: null };
-      if (this.#stopRequested) return { failure: error };
+      if (this.#stopRequested) {
+        // The run ends with this failure (exit code 1 or 2), so it gets its one line here.
+        this.#log.error('connector failed while stopping', { err: error, kind: failureKind(error) });
+        return { failure: error };
+      }
       let kind = failureKind(error);
       if (kind === 'connection') {
         // A lost connection (database restart, broker or registry down, dropped SSH tunnel):

@@ -4,6 +4,7 @@
 // streaming offset record does not grow with the number of tables.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { Kafka, logLevel } from 'kafkajs';
 import { stackSuite, startConnector, streaming } from '../support/connectors.ts';
 import { Connector } from '../../src/pipeline/connector.ts';
@@ -127,5 +128,42 @@ describe('stops', () => {
     const final = await store.read();
     assert.deepEqual(w.connector.storedPosition, final, 'after the stop: the final stored offset');
     assert.ok(JSON.stringify(final).length < 200, `a constant-size record: ${JSON.stringify(final)}`);
+  });
+  test('a stop while the replication stream is starting ends the run cleanly, not as a failure', async () => {
+    // The stop lands between the 'streaming' line and the stream being up (connecting,
+    // START_REPLICATION in flight), at several delays: a stop there once ended a worker with exit
+    // code 1 and no reason (the connection it closed was reported as the run's failure).
+    const name = uniqueName('stopstart');
+    const t = `${name}_t`;
+    await db.query(`CREATE TABLE ${t} (id int PRIMARY KEY)`);
+    await db.query(`INSERT INTO ${t} VALUES (1)`);
+    const extra = { PGCDC_TABLES_INCLUDE: `public.${t}` };
+    const first = startConnector(name, extra);
+    await streaming(first);
+    await first.connector.stop();
+    await first.running;
+    for (const delayMs of [0, 0, 1, 2, 5, 10, 20, 40]) {
+      let connector: Connector | null = null;
+      const out = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          if (chunk.toString().includes('"message":"streaming"'))
+            setTimeout(() => void connector!.stop(), delayMs);
+          cb();
+        },
+      });
+      connector = new Connector(
+        workerConfig(name, extra),
+        createLogger({ connector: name, level: 'info', format: 'json', out }),
+      );
+      // It once hung here: the stream connected after the stop and streamed on, unread.
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the run did not end within 20 s of the stop')), 20_000);
+      });
+      await assert.doesNotReject(
+        Promise.race([connector.run(), hung]).finally(() => clearTimeout(timer)),
+        `a stop ${delayMs} ms after the 'streaming' line`,
+      );
+    }
   });
 });

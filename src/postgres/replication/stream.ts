@@ -94,6 +94,8 @@ export class ReplicationStream {
   /** Settles when a failure's clean-up (ending an abandoned walsender) is done; run() waits for it. */
   #failureSettled: Promise<void> = Promise.resolve();
   #stopping = false;
+  /** Resolved by stop(): run() ends with it even while the connection is still being made. */
+  #stopped = Promise.withResolvers<void>();
   #confirmed: Lsn = 0n;
   #halted = false;
   #current: Promise<void> = Promise.resolve();
@@ -118,6 +120,12 @@ export class ReplicationStream {
     const connect = service.client.bind(service);
     service.client = async () => {
       const [client, connection] = await connect();
+      if (this.#stopping) {
+        // stop() came while this connection was being made, before the package kept it: it
+        // would otherwise start streaming into a stream nobody reads any more.
+        await client.end().catch(() => undefined);
+        throw new Error('replication stream stopped while connecting');
+      }
       this.#client = client;
       this.#connection = connection;
       this.#guard(connection);
@@ -149,7 +157,10 @@ export class ReplicationStream {
         this.#fail(err);
       }
     });
-    this.#service.on('error', (err: Error) => this.#fail(err));
+    // An error while stopping is the stop's own doing (the connection it ends), not a failure.
+    this.#service.on('error', (err: Error) => {
+      if (!this.#stopping) this.#fail(err);
+    });
   }
 
   /** The last LSN confirmed to the server. */
@@ -192,11 +203,13 @@ export class ReplicationStream {
     this.#confirmed = opts.startLsn;
     this.#startWatchdog(opts.slot, opts.timeoutMs ?? DEFAULT_REPLICATION_TIMEOUT_MS);
     const done = this.#service.subscribe(plugin as never, opts.slot, formatLsn(opts.startLsn));
+    // A stop can end run() before subscribe() settles; its rejection then has nobody to tell.
+    done.catch(() => undefined);
     const failed = new Promise<never>((_, reject) => {
       this.#rejectRun = reject;
     });
     try {
-      await Promise.race([done, failed]);
+      await Promise.race([done, failed, this.#stopped.promise]);
     } catch (err) {
       await this.#failureSettled;
       if (this.#stopping && !this.#failure) return;
@@ -238,6 +251,7 @@ export class ReplicationStream {
 
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#stopped.resolve();
     await this.#service.stop();
   }
 
