@@ -11,7 +11,7 @@ const col = (name: string, typeOid: number, typeMod = -1, isKey = false) => ({
   typeMod,
   isKey,
 });
-export const relation: Relation = {
+const relation: Relation = {
   oid: 1,
   schema: 'public',
   table: 'bench',
