@@ -146,6 +146,22 @@ function assertWellFormed(result: BenchJson, offeredRates: number[]): void {
   for (const s of stages) assert.ok(Number.isFinite(s.usPerRow) && s.usPerRow >= 0, s.stage);
 }
 
+/** Runs a bench script with node; its exit code and everything it printed. */
+function runScript(args: string[], timeoutMs: number): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    let text = '';
+    const child = spawn(process.execPath, args, {
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Within the test's own timeout; the harness stops its workers on SIGTERM.
+      timeout: timeoutMs,
+    });
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    child.on('close', (c) => resolve({ code: c, output: text }));
+  });
+}
+
 test(
   'bench harness: every scenario and baseline yields well-formed figures (tiny N)',
   // A hang guard only: a loaded machine may take many times longer than an idle one.
@@ -168,18 +184,7 @@ test(
         '--profile',
         `--out=${out}`,
       ];
-      const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
-        let text = '';
-        const child = spawn(process.execPath, args, {
-          env: process.env,
-          stdio: ['ignore', 'pipe', 'pipe'],
-          // Within the test's own timeout; the harness stops its workers on SIGTERM.
-          timeout: 14 * 60_000,
-        });
-        child.stdout.on('data', (d: Buffer) => (text += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (text += d.toString()));
-        child.on('close', (c) => resolve({ code: c, output: text }));
-      });
+      const { code, output } = await runScript(args, 14 * 60_000);
       assert.equal(code, 0, output);
 
       const json = fs.readdirSync(out).find((f) => f.endsWith('.json'));
@@ -189,5 +194,19 @@ test(
     } finally {
       fs.rmSync(out, { recursive: true, force: true });
     }
+  },
+);
+
+test(
+  'bench/thread-split.ts: both ways deliver every row of the table to Kafka (tiny N)',
+  { timeout: 5 * 60_000 },
+  async () => {
+    // The script fails when a way hands kafkajs fewer or more records than the table has rows.
+    const script = fileURLToPath(new URL('../../bench/thread-split.ts', import.meta.url));
+    const { code, output } = await runScript([script, '--rows=3000', '--repeat=1', '--queue=2'], 4 * 60_000);
+    assert.equal(code, 0, output);
+    assert.match(output, /^one thread +median \d+ rows\/s/m);
+    assert.match(output, /^two threads +median \d+ rows\/s/m);
+    assert.match(output, /reading thread [\d.]+ µs/);
   },
 );
