@@ -21,7 +21,8 @@ import { workerConfig } from '../test/support/pipeline.ts';
 import { createTable, fillTable, kafka, now, pgClient, stackSettings } from './lib.ts';
 
 const BATCH_BYTES = 900 * 1024;
-const FETCH = 10_000;
+/** Rows per FETCH (pgcdc's snapshot.batchSize default); --fetch. */
+const FETCH = Number(process.env.PGCDC_SPLIT_FETCH ?? 10_000);
 
 interface Packed {
   /** Keys and values back to back. */
