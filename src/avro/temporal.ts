@@ -115,11 +115,8 @@ export function zonedTimestamp(text: string, precision: number): string {
   if (text === 'infinity' || text === '-infinity') return text;
   // pgcdc's sessions run with TimeZone UTC, so PostgreSQL already prints the instant in UTC: only
   // the separators and the fraction's width change (years 1000..9999, the common case).
-  const utc = UTC_TEXT.exec(text);
-  if (utc) {
-    const frac = precision > 0 ? `.${(utc[3] ?? '').padEnd(6, '0').slice(0, precision)}` : '';
-    return `${utc[1]}T${utc[2]}${frac}Z`;
-  }
+  const fast = zonedTimestampUtc(text, precision);
+  if (fast !== undefined) return fast;
   const micros = parseTimestamptz(text);
   const days = micros >= 0n ? micros / MICROS_PER_DAY : -((-micros + MICROS_PER_DAY - 1n) / MICROS_PER_DAY);
   const microsOfDay = Number(micros - days * MICROS_PER_DAY);
@@ -127,7 +124,48 @@ export function zonedTimestamp(text: string, precision: number): string {
   return `${isoYear(y)}-${pad(mo, 2)}-${pad(d, 2)}T${clock(microsOfDay, precision)}Z`;
 }
 
-const UTC_TEXT = /^([1-9]\d{3}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
+/** Fraction digits as wide as a precision: '', '0', '00', … '000000'. */
+const ZEROS = ['', '0', '00', '000', '0000', '00000', '000000'];
+
+/**
+ * `YYYY-MM-DD HH:MM:SS[.f{1,6}]+00` (years 1000..9999 in UTC, what a UTC session prints) as
+ * ISO-8601 with `precision` fraction digits, checked character by character (no regex: it is
+ * every timestamptz of every row); undefined for any other text.
+ */
+export function zonedTimestampUtc(text: string, precision: number): string | undefined {
+  const n = text.length;
+  if (
+    n < 22 ||
+    n > 29 ||
+    text.charCodeAt(n - 3) !== 0x2b ||
+    text.charCodeAt(n - 2) !== 0x30 ||
+    text.charCodeAt(n - 1) !== 0x30
+  )
+    return undefined;
+  const c0 = text.charCodeAt(0);
+  if (c0 < 0x31 || c0 > 0x39) return undefined;
+  for (let i = 1; i < 19; i++) {
+    const c = text.charCodeAt(i);
+    const sep = i === 4 || i === 7 ? 0x2d : i === 10 ? 0x20 : i === 13 || i === 16 ? 0x3a : 0;
+    if (sep ? c !== sep : c < 0x30 || c > 0x39) return undefined;
+  }
+  // The fraction: nothing (n = 22), or a point and 1..6 digits.
+  let width = 0;
+  if (n > 22) {
+    if (text.charCodeAt(19) !== 0x2e || n === 23) return undefined;
+    width = n - 23;
+    for (let i = 20; i < n - 3; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) return undefined;
+    }
+  }
+  const date = text.slice(0, 10);
+  const time = text.slice(11, 19);
+  if (precision <= 0) return `${date}T${time}Z`;
+  if (precision > 6) precision = 6;
+  if (width >= precision) return `${date}T${time}.${text.slice(20, 20 + precision)}Z`;
+  return `${date}T${time}${width > 0 ? text.slice(19, 20 + width) : '.'}${ZEROS[precision - width]}Z`;
+}
 
 const TIMETZ = /^(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?([+-])(\d{2})(?::?(\d{2}))?(?::?(\d{2}))?$/;
 

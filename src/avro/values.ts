@@ -76,19 +76,8 @@ const SMALL_LIMIT = 1n << 47n;
 
 /** Minimal two's-complement big-endian bytes of `n` (Avro decimal's encoding). */
 export function bigintToTwosComplement(n: bigint): Buffer {
-  if (n > -SMALL_LIMIT && n < SMALL_LIMIT) {
-    // Fast path (the common case): up to 6 bytes, exact in double arithmetic.
-    const v = Number(n);
-    let bytes = 1;
-    while (v >= 2 ** (bytes * 8 - 1) || v < -(2 ** (bytes * 8 - 1))) bytes++;
-    let u = v < 0 ? v + 2 ** (bytes * 8) : v;
-    const buf = Buffer.allocUnsafe(bytes);
-    for (let i = bytes - 1; i >= 0; i--) {
-      buf[i] = u % 256;
-      u = Math.floor(u / 256);
-    }
-    return buf;
-  }
+  // Fast path (the common case): up to 6 bytes, exact in double arithmetic.
+  if (n > -SMALL_LIMIT && n < SMALL_LIMIT) return smallToTwosComplement(Number(n));
   if (n >= 0n) {
     let hex = n.toString(16);
     if (hex.length % 2 === 1) hex = `0${hex}`;
@@ -109,7 +98,53 @@ export function twosComplementToBigint(buf: Uint8Array): bigint {
 }
 
 export function numericToDecimalBytes(text: string, scale: number): Buffer {
+  const small = smallUnscaled(text, scale);
+  if (small !== undefined) return smallToTwosComplement(small);
   return bigintToTwosComplement(numericUnscaled(text, scale));
+}
+
+/**
+ * The unscaled value of a plain numeric text (`-123.45`) as a number, when it has at most 14
+ * digits at `scale` (so it is below 2^47 and exact); undefined for anything else, which
+ * numericUnscaled then parses (and refuses) as before. No regex, no BigInt: the common case of
+ * the snapshot's numeric columns.
+ */
+function smallUnscaled(text: string, scale: number): number | undefined {
+  const n = text.length;
+  let i = text.charCodeAt(0) === 0x2d ? 1 : 0;
+  const neg = i === 1;
+  let v = 0;
+  let digits = 0;
+  let frac = -1; // digits after the point, once one is seen
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x30 && c <= 0x39) {
+      v = v * 10 + (c - 0x30);
+      digits++;
+      if (frac >= 0) frac++;
+    } else if (c === 0x2e && frac < 0 && digits > 0) {
+      frac = 0;
+    } else {
+      return undefined;
+    }
+  }
+  if (frac < 0) frac = 0;
+  if (digits === 0 || frac > scale || digits + scale - frac > 14) return undefined;
+  for (let k = frac; k < scale; k++) v *= 10;
+  return neg ? -v : v;
+}
+
+/** Minimal two's-complement big-endian bytes of a safe integer below 2^47 in magnitude. */
+function smallToTwosComplement(v: number): Buffer {
+  let bytes = 1;
+  while (v >= 2 ** (bytes * 8 - 1) || v < -(2 ** (bytes * 8 - 1))) bytes++;
+  let u = v < 0 ? v + 2 ** (bytes * 8) : v;
+  const buf = Buffer.allocUnsafe(bytes);
+  for (let i = bytes - 1; i >= 0; i--) {
+    buf[i] = u % 256;
+    u = Math.floor(u / 256);
+  }
+  return buf;
 }
 
 /** Inverse of {@link numericToDecimalBytes}: the decimal text with exactly `scale` places. */
@@ -162,6 +197,17 @@ export function daysFromCivil(year: number, month: number, day: number): number 
   return era * 146097 + doe - 719468;
 }
 
+/** The decimal number of text[at, at + count), or -1 when one of them is not a digit. */
+export function digits(text: string, at: number, count: number): number {
+  let v = 0;
+  for (let i = at; i < at + count; i++) {
+    const d = text.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
 function astronomicalYear(yearText: string, bc: boolean): number {
   const y = Number(yearText);
   return bc ? 1 - y : y;
@@ -171,6 +217,13 @@ const DATE = /^(\d{4,})-(\d{2})-(\d{2})( BC)?$/;
 
 /** date → days since the epoch; 'infinity' / '-infinity' → int max / min. */
 export function parseDate(text: string): number {
+  // YYYY-MM-DD (years 1000..9999, what PostgreSQL prints for nearly every date): no regex.
+  if (text.length === 10 && text.charCodeAt(4) === 0x2d && text.charCodeAt(7) === 0x2d) {
+    const year = digits(text, 0, 4);
+    const month = digits(text, 5, 2);
+    const day = digits(text, 8, 2);
+    if (year >= 1000 && month >= 0 && day >= 0) return daysFromCivil(year, month, day);
+  }
   const m = DATE.exec(text);
   if (!m) {
     if (text === 'infinity') return DATE_POSITIVE_INFINITY;

@@ -11,7 +11,7 @@ import {
   type PgTypeInfo,
 } from '../../src/avro/types.ts';
 import { avroTypeForSchema } from '../../src/avro/envelope.ts';
-import { zonedTimestamp } from '../../src/avro/temporal.ts';
+import { zonedTimestamp, zonedTimestampUtc } from '../../src/avro/temporal.ts';
 import { daysFromCivil, decimalBytesToText } from '../../src/avro/values.ts';
 
 const numericMod = (p: number, s: number): number => ((p << 16) | (s & 0x7ff)) + 4;
@@ -250,13 +250,39 @@ test('ZonedTimestamp: the UTC fast path agrees with the general conversion', () 
     '1000-01-01 00:00:00.000001',
     '9999-12-31 23:59:59.999999',
     '1970-01-01 00:00:00.5',
+    '2024-02-29 12:00:00.12',
+    '2024-02-29 12:00:00.123',
+    '2024-02-29 12:00:00.1234',
+    '2024-02-29 12:00:00.12345',
+    '2024-02-29 12:00:00.123456',
   ]) {
-    for (const p of [0, 1, 3, 6]) {
+    for (const p of [0, 1, 2, 3, 4, 5, 6]) {
       if (p === 0 && text.includes('.')) continue; // timestamptz(0) never has a fraction
       // '+00:00' takes the general path (parse to an instant, format it).
       assert.equal(zonedTimestamp(`${text}+00`, p), zonedTimestamp(`${text}+00:00`, p), `${text} (${p})`);
     }
   }
+});
+
+test('ZonedTimestamp: text the UTC fast path does not take goes the general way', () => {
+  // PostgreSQL never prints these in a UTC session; whatever they give, the fast path stays out.
+  for (const text of [
+    '0999-12-31 23:59:59+00',
+    '10000-01-01 00:00:00+00',
+    '2024-01-02 03:04:05+00:00',
+    '2024-01-02 03:04:05.+00',
+    '2024-01-02 03:04:05.1234567+00',
+    '2024-01-02T03:04:05+00',
+    '2024-01-02 03:04:05+01',
+    '2024-01-02 03:04:0x+00',
+    '2024-01-02 03:04:05.12a+00',
+    '0044-03-15 12:00:00+00 BC',
+  ]) {
+    assert.equal(zonedTimestampUtc(text, 6), undefined, text);
+  }
+  assert.equal(zonedTimestampUtc('2024-01-02 03:04:05.5+00', 3), '2024-01-02T03:04:05.500Z');
+  assert.equal(zonedTimestampUtc('2024-01-02 03:04:05.123456+00', 3), '2024-01-02T03:04:05.123Z');
+  assert.equal(zonedTimestampUtc('2024-01-02 03:04:05+00', 2), '2024-01-02T03:04:05.00Z');
 });
 
 test('dates and times through Avro: Avro mode clamps to what standard readers represent', () => {

@@ -9,6 +9,7 @@ import {
   decimalBytesToText,
   intervalToIso,
   numericToDecimalBytes,
+  numericUnscaled,
   parseArray,
   parseBool,
   parseBytea,
@@ -107,6 +108,92 @@ test('date: epoch days, BC, infinity', () => {
   assert.equal(parseDate('infinity'), DATE_POSITIVE_INFINITY);
   assert.equal(parseDate('-infinity'), DATE_NEGATIVE_INFINITY);
   assert.throws(() => parseDate('01/02/2024'));
+});
+
+test('numeric → decimal bytes: the plain-text fast path agrees with the BigInt path', () => {
+  // numericToDecimalBytes takes texts of at most 14 digits (at the scale) without a regex or a
+  // BigInt; everything else goes through numericUnscaled. Both must give the same bytes, and the
+  // same refusal.
+  const reference = (text: string, scale: number): string => {
+    try {
+      return bigintToTwosComplement(numericUnscaled(text, scale)).toString('hex');
+    } catch (err) {
+      return `throws ${(err as Error).message}`;
+    }
+  };
+  const actual = (text: string, scale: number): string => {
+    try {
+      return numericToDecimalBytes(text, scale).toString('hex');
+    } catch (err) {
+      return `throws ${(err as Error).message}`;
+    }
+  };
+  const texts = [
+    '0',
+    '-0',
+    '7',
+    '-7',
+    '0.5',
+    '-0.5',
+    '12.3',
+    '12.30',
+    '12.345',
+    '1.500',
+    '99999999999999',
+    '-99999999999999',
+    '100000000000000',
+    '999999999999999',
+    '140737488355327',
+    '-140737488355328',
+    '140737488355328',
+    '1234567890123.4',
+    '123456789012.34',
+    '12345678901.234',
+    '.5',
+    '5.',
+    '-',
+    '',
+    '+5',
+    '1.2.3',
+    '1e5',
+    ' 1',
+    '1 ',
+    '--1',
+    '0x10',
+    '１２',
+    '00012.50',
+  ];
+  let n = 0;
+  for (let i = 0; i < 2000; i++) {
+    // Random plain decimals of 1..16 integer digits and 0..8 fraction digits, either sign.
+    const intDigits = 1 + (i % 16);
+    const fracDigits = i % 9;
+    let t = i % 3 === 0 ? '-' : '';
+    for (let k = 0; k < intDigits; k++) t += String((i * 7 + k * 13) % 10);
+    if (fracDigits > 0) t += '.';
+    for (let k = 0; k < fracDigits; k++) t += String((i * 11 + k * 3) % 10);
+    texts.push(t);
+  }
+  for (const text of texts) {
+    for (const scale of [0, 1, 2, 5, 8]) {
+      assert.equal(actual(text, scale), reference(text, scale), `${JSON.stringify(text)} at scale ${scale}`);
+      n++;
+    }
+  }
+  assert.ok(n > 10_000);
+});
+
+test('date: the YYYY-MM-DD fast path agrees with the calendar, and the rest still parse', () => {
+  // Every day of years 1000..9999 in steps, formatted as PostgreSQL prints them.
+  const p2 = (v: number) => String(v).padStart(2, '0');
+  for (let days = utcDays(1000, 1, 1); days <= utcDays(9999, 12, 31); days += 97) {
+    const d = new Date(days * 86_400_000);
+    const text = `${d.getUTCFullYear()}-${p2(d.getUTCMonth() + 1)}-${p2(d.getUTCDate())}`;
+    assert.equal(parseDate(text), days, text);
+  }
+  assert.equal(parseDate('0999-12-31'), utcDays(999, 12, 31));
+  assert.throws(() => parseDate('2024-0a-01'));
+  assert.throws(() => parseDate('2024/01/01'));
 });
 
 test('time: micros since midnight, 24:00:00', () => {
