@@ -9,11 +9,13 @@
 //   kafkajs as pgcdc uses it (idempotent, acks=-1, ~900 KiB sendBatch, one in flight); and the
 //   acknowledgement latency of a one-record send (the floor of commit → in Kafka).
 import { CompressionTypes } from 'kafkajs';
-import type { ChangeEvent } from '../src/change/event.ts';
-import { compileRelation, envelopeValue, toAvroKey } from '../src/avro/envelope.ts';
+import type pg from 'pg';
+import type { Relation } from '../src/change/event.ts';
+import { compileRelation, envelopeValue, toAvroKey, type CompiledRelation } from '../src/avro/envelope.ts';
 import { relationFromCatalog } from '../src/postgres/catalog.ts';
 import { connect } from '../src/postgres/connection.ts';
 import { readTable } from '../src/postgres/snapshot/reader.ts';
+import { snapshotEvent } from '../src/pipeline/snapshot.ts';
 import { TypeCatalog } from '../src/postgres/types.ts';
 import { confluentFrame } from '../src/registry/registry.ts';
 import { percentile, type Metrics } from './report.ts';
@@ -43,10 +45,13 @@ export interface EncodeResult {
   avgValueBytes: number;
 }
 
-/** Reads the table with pgcdc's reader and encodes every row as pgcdc would; times both apart. */
-export async function readAndEncodeBaseline(table: string, batchSize: number): Promise<EncodeResult> {
-  // pgcdc's own connection settings (text values, session options), as the worker reads.
-  const db = await connect(workerConfig('bench').postgres, { applicationName: 'pgcdc-bench-read' });
+/** A connection with pgcdc's own settings (text values, session options, as the worker reads),
+ * the table's relation, and its compiled Avro types. */
+export async function openBenchTable(
+  table: string,
+  applicationName: string,
+): Promise<{ db: pg.Client; relation: Relation; compiled: CompiledRelation }> {
+  const db = await connect(workerConfig('bench').postgres, { applicationName });
   try {
     const relation = await relationFromCatalog(db, { schema: 'public', table });
     const types = new TypeCatalog(db);
@@ -56,6 +61,17 @@ export async function readAndEncodeBaseline(table: string, batchSize: number): P
       typeLookup: types.lookup,
       database: stackSettings().pgDatabase,
     });
+    return { db, relation, compiled };
+  } catch (err) {
+    await db.end();
+    throw err;
+  }
+}
+
+/** Reads the table with pgcdc's reader and encodes every row as pgcdc would; times both apart. */
+export async function readAndEncodeBaseline(table: string, batchSize: number): Promise<EncodeResult> {
+  const { db, relation, compiled } = await openBenchTable(table, 'pgcdc-bench-read');
+  try {
     const nowMicros = BigInt(Date.now()) * 1000n;
     let rows = 0;
     let keyBytes = 0;
@@ -66,18 +82,7 @@ export async function readAndEncodeBaseline(table: string, batchSize: number): P
     for await (const batch of readTable(db, relation, batchSize)) {
       const e0 = now();
       for (const row of batch) {
-        const event: ChangeEvent = {
-          op: 'r',
-          relation,
-          before: null,
-          after: row,
-          xid: null,
-          lsn: 0n,
-          commitLsn: 0n,
-          commitTimeMicros: nowMicros,
-          seq: rows,
-          snapshot: 'true',
-        };
+        const event = snapshotEvent(relation, row, 0n, nowMicros, rows);
         const key = toAvroKey(relation, row, compiled);
         const k = confluentFrame(1, compiled.keyType!.toBuffer(key));
         const v = confluentFrame(2, compiled.valueType.toBuffer(envelopeValue(event, compiled)));

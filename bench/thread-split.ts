@@ -10,15 +10,12 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { CompressionTypes, type Message } from 'kafkajs';
-import type { ChangeEvent } from '../src/change/event.ts';
-import { compileRelation, envelopeValue, toAvroKey } from '../src/avro/envelope.ts';
-import { relationFromCatalog } from '../src/postgres/catalog.ts';
-import { connect } from '../src/postgres/connection.ts';
+import { envelopeValue, toAvroKey } from '../src/avro/envelope.ts';
 import { readTable } from '../src/postgres/snapshot/reader.ts';
-import { TypeCatalog } from '../src/postgres/types.ts';
 import { FrameWriter } from '../src/registry/registry.ts';
-import { workerConfig } from '../test/support/pipeline.ts';
-import { createTable, fillTable, kafka, now, pgClient, stackSettings } from './lib.ts';
+import { snapshotEvent } from '../src/pipeline/snapshot.ts';
+import { openBenchTable } from './baselines.ts';
+import { createTable, fillTable, kafka, now, pgClient } from './lib.ts';
 
 const BATCH_BYTES = 900 * 1024;
 /** Rows per FETCH (pgcdc's snapshot.batchSize default); --fetch. */
@@ -33,16 +30,8 @@ interface Packed {
 
 /** Reads and encodes the table; hands each ~900 KiB of records to `emit` (awaited). */
 async function readAndEncode(table: string, emit: (p: Packed) => Promise<void>): Promise<number> {
-  const db = await connect(workerConfig('bench').postgres, { applicationName: 'pgcdc-bench-split' });
+  const { db, relation, compiled } = await openBenchTable(table, 'pgcdc-bench-split');
   try {
-    const relation = await relationFromCatalog(db, { schema: 'public', table });
-    const types = new TypeCatalog(db);
-    await types.load(relation.columns.map((c) => c.typeOid));
-    const compiled = compileRelation(relation, {
-      topicPrefix: 'bench',
-      typeLookup: types.lookup,
-      database: stackSettings().pgDatabase,
-    });
     const micros = BigInt(Date.now()) * 1000n;
     const frames = new FrameWriter(); // as pgcdc's encoder frames its records
     let rows = 0;
@@ -60,18 +49,7 @@ async function readAndEncode(table: string, emit: (p: Packed) => Promise<void>):
     await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     for await (const batch of readTable(db, relation, FETCH)) {
       for (const row of batch) {
-        const event: ChangeEvent = {
-          op: 'r',
-          relation,
-          before: null,
-          after: row,
-          xid: null,
-          lsn: 0n,
-          commitLsn: 0n,
-          commitTimeMicros: micros,
-          seq: rows,
-          snapshot: 'true',
-        };
+        const event = snapshotEvent(relation, row, 0n, micros, rows);
         const k = frames.frame(1, compiled.keyType!, toAvroKey(relation, row, compiled));
         const v = frames.frame(2, compiled.valueType, envelopeValue(event, compiled));
         if (used + k.length + v.length > buf.length)
