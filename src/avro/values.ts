@@ -198,7 +198,7 @@ export function daysFromCivil(year: number, month: number, day: number): number 
 }
 
 /** The decimal number of text[at, at + count), or -1 when one of them is not a digit. */
-export function digits(text: string, at: number, count: number): number {
+function digits(text: string, at: number, count: number): number {
   let v = 0;
   for (let i = at; i < at + count; i++) {
     const d = text.charCodeAt(i) - 0x30;
