@@ -6,6 +6,7 @@
 // pgcdc's pipeline (events, batcher bookkeeping, offsets, metrics): both figures are upper bounds.
 //   eval "$(./dev stack env)"; node bench/thread-split.ts [--rows N] [--repeat K] [--queue Q]
 // --queue: packed batches the thread may hand over before the main thread has sent them.
+// PGCDC_SPLIT_FETCH=N: rows per FETCH (10,000 by default, as snapshot.batchSize).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -18,7 +19,7 @@ import { openBenchTable } from './baselines.ts';
 import { createTable, fillTable, kafka, now, pgClient } from './lib.ts';
 
 const BATCH_BYTES = 900 * 1024;
-/** Rows per FETCH (pgcdc's snapshot.batchSize default); --fetch. */
+/** Rows per FETCH: pgcdc's snapshot.batchSize default, or PGCDC_SPLIT_FETCH. */
 const FETCH = Number(process.env.PGCDC_SPLIT_FETCH ?? 10_000);
 
 interface Packed {
